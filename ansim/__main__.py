@@ -1,0 +1,5 @@
+import sys
+
+from ansim.cli import main
+
+sys.exit(main())

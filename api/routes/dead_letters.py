@@ -1,0 +1,34 @@
+"""The dead-letter store, for operators: what broke the wire contract, and why."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from api.deps import DbDep, Operator
+from api.timefmt import fmt_us
+from core.storage.dead_letters import count_dead_letters, list_dead_letters
+
+router = APIRouter(prefix="/api/v1/dead-letters", tags=["dead letters"])
+
+
+@router.get("")
+async def get_dead_letters(
+    db: DbDep,
+    _operator: Operator,
+    reason: Annotated[str | None, Query(max_length=64)] = None,
+    sensor_id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[int | None, Query(ge=1, description="dead_letter_id to continue below")] = None,
+) -> dict[str, Any]:
+    rows = await list_dead_letters(db.reader, limit + 1, reason, sensor_id, cursor)
+    page = rows[:limit]
+    for r in page:
+        r["received_at"] = fmt_us(r.pop("received_us"))
+    return {
+        "data": page,
+        "count": len(page),
+        "next_cursor": page[-1]["dead_letter_id"] if len(rows) > limit else None,
+        "totals_by_reason": await count_dead_letters(db.reader),
+    }

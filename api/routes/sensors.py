@@ -1,0 +1,127 @@
+"""Sensors: state, stored events, retirement."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from api.deps import AdminDep, CurrentPrincipal, DbDep, Operator, ensure_household_access
+from api.schemas import EventPage, EventPublic, SensorPublic, SensorRetired
+from api.timefmt import fmt_us, now_us
+from core.broker.dynsec import BrokerUnavailable, DynsecError
+from core.storage import audit, events, households, sensors
+from core.storage.sensors import SensorRow
+from core.timeutil import from_us, rfc3339
+
+router = APIRouter(prefix="/api/v1/sensors", tags=["sensors"])
+log = logging.getLogger("ansim.api")
+
+
+async def _sensor_for(db: DbDep, principal: CurrentPrincipal, sensor_id: str) -> SensorRow:
+    row = await sensors.get_sensor(db.reader, sensor_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"sensor {sensor_id!r} not found")
+    ensure_household_access(principal, row.household_id)
+    return row
+
+
+async def _zone(db: DbDep, household_id: str) -> str:
+    hh = await households.get_household(db.reader, household_id)
+    return hh.timezone if hh else "UTC"
+
+
+@router.get("/{sensor_id}", response_model=SensorPublic)
+async def get_sensor(sensor_id: str, db: DbDep, principal: CurrentPrincipal) -> SensorPublic:
+    row = await _sensor_for(db, principal, sensor_id)
+    zone = await _zone(db, row.household_id)
+    return SensorPublic(
+        sensor_id=row.sensor_id,
+        household_id=row.household_id,
+        status=row.status,  # type: ignore[arg-type]
+        status_reason=row.status_reason,
+        status_changed_at=fmt_us(row.status_us, zone),
+        last_seen=fmt_us(row.last_seen_us, zone),
+        battery=row.battery,
+        rssi=row.rssi,
+        clock_skew=None if row.clock_skew_s is None else round(row.clock_skew_s, 1),
+        clock_skewed=row.clock_skewed,
+        tamper=row.last_tamper_us is not None,
+        last_tamper_at=fmt_us(row.last_tamper_us, zone),
+        created_at=fmt_us(row.created_us, zone) or "",
+        retired_at=fmt_us(row.retired_us, zone),
+        events_stored=row.events_stored,
+        heartbeats=row.heartbeats,
+        duplicates=row.duplicates,
+    )
+
+
+def _encode_cursor(key: tuple[int, int, int]) -> str:
+    return base64.urlsafe_b64encode(":".join(map(str, key)).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, int, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        a, b, c = (int(x) for x in raw.split(":"))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "invalid cursor") from None
+    return a, b, c
+
+
+@router.get("/{sensor_id}/events", response_model=EventPage)
+async def list_sensor_events(
+    sensor_id: str,
+    db: DbDep,
+    principal: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> EventPage:
+    """Stored door events, newest first (heartbeats refresh the sensor, they are not events)."""
+    row = await _sensor_for(db, principal, sensor_id)
+    before = _decode_cursor(cursor) if cursor else None
+    rows = await events.list_events(db.reader, row.sensor_pk, limit + 1, before)
+    page, more = rows[:limit], len(rows) > limit
+    data = [
+        EventPublic(
+            boot=e.boot,
+            seq=e.seq,
+            ts=rfc3339(from_us(e.event_us, e.offset_min)),
+            device_ts=rfc3339(from_us(e.device_us, e.offset_min)),
+            received_at=rfc3339(from_us(e.received_us, e.offset_min)),
+            type=e.type,
+            battery=e.battery,
+            rssi=e.rssi,
+            clock_skewed=e.skewed,
+        )
+        for e in page
+    ]
+    last = page[-1] if page else None
+    next_cursor = _encode_cursor((last.event_us, last.boot, last.seq)) if more and last else None
+    return EventPage(data=data, count=len(data), next_cursor=next_cursor)
+
+
+@router.delete("/{sensor_id}", response_model=SensorRetired)
+async def retire_sensor(sensor_id: str, db: DbDep, admin: AdminDep, operator: Operator) -> SensorRetired:
+    """Retire: the broker credentials are deleted and the sensor disconnected at once.
+    Repeating the call is harmless."""
+    row = await sensors.get_sensor(db.reader, sensor_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"sensor {sensor_id!r} not found")
+    now = now_us()
+    try:
+        async with db.write() as conn:
+            changed = await sensors.retire_sensor(conn, sensor_id, now)
+            if changed:
+                await audit.record(conn, now, operator.actor, "sensor.retire", sensor_id,
+                                   {"household_id": row.household_id})  # fmt: skip
+            # always: a retry after a broker failure must still revoke
+            await admin.delete_sensor(sensor_id)
+    except (DynsecError, BrokerUnavailable) as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"broker: {exc}") from None
+    retired_us = now if changed else (row.retired_us or now)
+    log.info("sensor retired", extra={"sensor_id": sensor_id})
+    return SensorRetired(sensor_id=sensor_id, status="retired", retired_at=fmt_us(retired_us) or "")

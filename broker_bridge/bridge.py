@@ -1,0 +1,238 @@
+"""The bridge: receive → classify → store → acknowledge, in batches.
+
+At-least-once: a message is acknowledged to the broker only after the transaction that
+holds it has committed. A crash before the ack makes the broker redeliver it; the
+(sensor_id, boot, seq) key makes the second copy a counted duplicate, never a second row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+import aiosqlite
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from broker_bridge import metrics
+from broker_bridge.mqtt_loop import AsyncioPaho
+from core.ingest import RawMessage, classify_batch, topic_sensor_ids
+from core.models import TimeMode
+from core.settings import Settings
+from core.storage.ingest import StoreResult, lookup_sensors, store_batch
+from core.wire import SENSORS_FILTER
+
+log = logging.getLogger("ansim.bridge")
+
+
+@dataclass(slots=True)
+class _Pending:
+    message: RawMessage
+    generation: int
+    qos: int
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Bridge:
+    def __init__(self, settings: Settings, conn: aiosqlite.Connection, username: str, password: str) -> None:
+        self.settings = settings
+        self.conn = conn
+        self.username = username
+        self.password = password
+        self.buffer: list[_Pending] = []
+        self.generation = 0
+        self.connected = asyncio.Event()
+        self.lost = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.totals = {"stored": 0, "duplicates": 0, "heartbeats": 0, "statuses": 0, "dead": 0}
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=username,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+            reconnect_on_failure=False,
+        )
+        self.client.username_pw_set(username, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    # paho callbacks (run on the event loop) -----------------------------------
+    def _on_connect(
+        self, client: mqtt.Client, _u: object, flags: mqtt.ConnectFlags, rc: ReasonCode, _p: object
+    ) -> None:
+        if rc.is_failure:
+            log.error("broker refused the bridge", extra={"reason": str(rc)})
+            return
+        self.generation += 1
+        client.subscribe(SENSORS_FILTER, qos=1)
+        metrics.CONNECTED.set(1)
+        metrics.RECONNECTS.inc()
+        self.connected.set()
+        self.lost.clear()
+        log.info(
+            "connected to broker",
+            extra={"session_present": flags.session_present, "generation": self.generation},
+        )
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object
+    ) -> None:
+        metrics.CONNECTED.set(0)
+        self.connected.clear()
+        self.lost.set()
+        log.warning("disconnected from broker", extra={"reason": str(rc)})
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        self.buffer.append(
+            _Pending(
+                RawMessage(msg.topic, msg.payload, now_us(), msg.mid, bool(msg.retain)),
+                self.generation,
+                msg.qos,
+            )
+        )
+        if len(self.buffer) >= self.settings.bridge_batch_max:
+            self.wake.set()
+
+    # connection management ------------------------------------------------------
+    def _connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.settings.bridge_session_expiry_s
+        props.ReceiveMaximum = self.settings.bridge_receive_maximum
+        return props
+
+    async def _keep_connected(self, stop: asyncio.Event) -> None:
+        delay = 0.2
+        loop = asyncio.get_running_loop()
+        AsyncioPaho(loop, self.client)
+        first = True
+        while not stop.is_set():
+            try:
+                if first:
+                    self.client.connect(
+                        self.settings.mqtt_host,
+                        self.settings.mqtt_port,
+                        keepalive=30,
+                        clean_start=False,
+                        properties=self._connect_properties(),
+                    )
+                    first = False
+                else:
+                    self.client.reconnect()
+                delay = 0.2
+            except OSError as exc:
+                log.warning("broker unreachable", extra={"error": str(exc), "retry_s": delay})
+                await _wait_or(stop, delay)
+                delay = min(delay * 2, 10.0) * (0.8 + 0.4 * random.random())
+                continue
+            # wait for the connection to be lost (or stop)
+            lost = asyncio.create_task(self.lost.wait())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            lost.cancel()
+            stopping.cancel()
+            if not stop.is_set():
+                await _wait_or(stop, delay)
+
+    # batching --------------------------------------------------------------------
+    async def _batches(self, stop: asyncio.Event) -> None:
+        wait_s = self.settings.bridge_batch_wait_ms / 1000
+        last_report = time.monotonic()
+        while not stop.is_set() or self.buffer:
+            if not self.buffer:
+                self.wake.clear()
+                await _wait_or(self.wake, wait_s)
+                if not self.buffer:
+                    if stop.is_set():
+                        break
+                    continue
+            elif len(self.buffer) < self.settings.bridge_batch_max:
+                # let a short burst gather, but never hold the first message long
+                await asyncio.sleep(0.002)
+            batch, self.buffer = self.buffer, []
+            metrics.PENDING.set(len(batch))
+            await self._process(batch)
+            metrics.PENDING.set(len(self.buffer))
+            if time.monotonic() - last_report >= 10:
+                last_report = time.monotonic()
+                log.info("bridge totals", extra=dict(self.totals))
+            if stop.is_set() and not self.connected.is_set():
+                break
+
+    async def _process(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
+        messages = [p.message for p in batch]
+        while True:
+            try:
+                sensors = await lookup_sensors(self.conn, topic_sensor_ids(messages))
+                classified = classify_batch(
+                    messages,
+                    sensors,
+                    self.settings.time_mode,
+                    self.settings.clock_skew_tolerance_s,
+                )
+                result = await store_batch(self.conn, classified)
+                break
+            except aiosqlite.Error as exc:  # locked, disk full, ...: retry, never ack
+                log.error("batch commit failed; retrying", extra={"error": str(exc)})
+                await asyncio.sleep(0.5)
+        committed_us = now_us()
+        self._ack(batch)
+        self._account(result, classified.dead, committed_us, classified.events)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.observe(len(batch))
+
+    def _ack(self, batch: list[_Pending]) -> None:
+        for p in batch:
+            # a message from an earlier connection is redelivered by the broker instead
+            if p.qos > 0 and p.generation == self.generation and self.connected.is_set():
+                self.client.ack(p.message.mid, p.qos)
+
+    def _account(self, result: StoreResult, dead: list, committed_us: int, events: list) -> None:  # type: ignore[type-arg]
+        self.totals["stored"] += result.stored
+        self.totals["duplicates"] += result.duplicates
+        self.totals["heartbeats"] += result.heartbeats
+        self.totals["statuses"] += result.statuses
+        self.totals["dead"] += result.dead_letters
+        metrics.MESSAGES.labels("stored").inc(result.stored)
+        metrics.MESSAGES.labels("duplicate").inc(result.duplicates)
+        metrics.MESSAGES.labels("heartbeat").inc(result.heartbeats)
+        metrics.MESSAGES.labels("status").inc(result.statuses)
+        metrics.MESSAGES.labels("dead_letter").inc(result.dead_letters)
+        for d in dead:
+            metrics.DEAD_LETTERS.labels(d.reason).inc()
+            log.info(
+                "dead letter",
+                extra={"reason": d.reason, "topic": d.topic, "sensor_id": d.sensor_id, "detail": d.detail},
+            )
+        if self.settings.time_mode is TimeMode.LIVE:
+            for e in events:
+                if not e.skewed:
+                    metrics.COMMIT_LATENCY.observe(max(0.0, (committed_us - e.device_us) / 1e6))
+
+    # entry -------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        keeper = asyncio.create_task(self._keep_connected(stop))
+        try:
+            await self._batches(stop)
+        finally:
+            keeper.cancel()
+            if self.connected.is_set():
+                self.client.disconnect()
+            log.info("bridge stopped", extra=dict(self.totals))
+
+
+async def _wait_or(event: asyncio.Event, timeout: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        pass

@@ -1,0 +1,33 @@
+"""Prometheus metrics of the bridge (served on ANSIM_BRIDGE_METRICS_PORT)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES = Counter(
+    "ansim_bridge_messages_total",
+    "Messages handled by outcome (stored, duplicate, heartbeat, status, dead_letter)",
+    ["outcome"],
+)
+DEAD_LETTERS = Counter(
+    "ansim_bridge_dead_letters_total", "Messages sent to the dead-letter store", ["reason"]
+)
+BATCH_SECONDS = Histogram(
+    "ansim_bridge_batch_seconds",
+    "Time to classify and commit one batch",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+BATCH_SIZE = Histogram(
+    "ansim_bridge_batch_size",
+    "Messages per committed batch",
+    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000, 4000),
+)
+COMMIT_LATENCY = Histogram(
+    "ansim_bridge_commit_latency_seconds",
+    "Device timestamp to commit, live mode only (publish→commit when clocks agree)",
+    buckets=(
+        0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
+        1, 2, 5, 10,
+    ),
+)  # fmt: skip
+CONNECTED = Gauge("ansim_bridge_connected", "1 while connected to the broker")
+PENDING = Gauge("ansim_bridge_pending_messages", "Received, not yet committed and acknowledged")
+RECONNECTS = Counter("ansim_bridge_reconnects_total", "Connections (re)established")

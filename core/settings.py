@@ -1,0 +1,109 @@
+"""Every setting is an `ANSIM_` environment variable; the defaults are documented here
+and in README's settings table. Build a Settings in `main`, never at import time.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.models import TimeMode
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+_PLUGIN_CANDIDATES = (
+    "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",
+    "/usr/local/lib/mosquitto_dynamic_security.so",
+)
+
+
+def _find_plugin() -> str:
+    for candidate in _PLUGIN_CANDIDATES:
+        if Path(candidate).exists():
+            return candidate
+    return _PLUGIN_CANDIDATES[0]
+
+
+def _find_binary(name: str, *extra: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in extra:
+        if Path(candidate).exists():
+            return candidate
+    return name
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ANSIM_", extra="ignore")
+
+    # where things live
+    data_dir: Path = Field(default=Path("data"), description="SQLite file and broker state")
+    db_path: Path | None = Field(default=None, description="default: DATA_DIR/ansim.db")
+
+    # HTTP API
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+
+    # MQTT broker
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_public_host: str | None = None  # host given to sensors; default mqtt_host
+    mqtt_admin_username: str = "ansim-admin"
+    mqtt_bridge_username: str = "ansim-bridge"
+    mosquitto_bin: str = Field(default_factory=lambda: _find_binary("mosquitto", "/usr/sbin/mosquitto"))
+    mosquitto_ctrl_bin: str = Field(default_factory=lambda: _find_binary("mosquitto_ctrl"))
+    mosquitto_plugin: str = Field(default_factory=_find_plugin)
+    mosquitto_conf: Path = REPO_ROOT / "mosquitto.conf"
+
+    # time
+    time_mode: TimeMode = TimeMode.LIVE
+    clock_skew_tolerance_s: float = 120.0
+    timezone: str = "Asia/Seoul"
+    heartbeat_interval_s: int = 600
+
+    # bridge
+    bridge_batch_max: int = 2000
+    bridge_batch_wait_ms: int = 20
+    bridge_receive_maximum: int = 4000
+    bridge_session_expiry_s: int = 7 * 24 * 3600
+    bridge_metrics_port: int = 9108
+
+    # scheduler
+    scheduler_metrics_port: int = 9109
+    retention_days: int = 14
+    offline_sweep_interval_s: int = 60
+
+    # logging
+    log_level: str = "INFO"
+
+    # demo / simulator
+    demo_households: int = 12
+    api_url: str | None = None  # default http://{http_host}:{http_port}
+    api_token: str | None = None
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def database(self) -> Path:
+        return (self.db_path or self.data_dir / "ansim.db").expanduser().resolve()
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def sensor_mqtt_host(self) -> str:
+        return self.mqtt_public_host or self.mqtt_host
+
+    @property
+    def api_base_url(self) -> str:
+        return self.api_url or f"http://{self.http_host}:{self.http_port}"

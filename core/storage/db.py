@@ -1,0 +1,119 @@
+"""Connections. WAL, a busy timeout so the bridge, API and scheduler processes can share
+one file, writes in `BEGIN IMMEDIATE` transactions, reads on separate connections."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from core.storage.schema import SCHEMA, SCHEMA_VERSION
+
+BUSY_TIMEOUT_MS = 15_000
+
+
+async def connect(path: Path, *, readonly: bool = False) -> aiosqlite.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if readonly:
+        conn = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    else:
+        conn = await aiosqlite.connect(path, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if not readonly:
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+    await conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+async def migrate(conn: aiosqlite.Connection) -> None:
+    """Create or upgrade the schema; safe to run from every process at start."""
+    async with conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    version = int(row[0]) if row else 0
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"database schema v{version} is newer than this code (v{SCHEMA_VERSION})"
+        )
+    if version == SCHEMA_VERSION:
+        return
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _statements(SCHEMA):
+            await conn.execute(statement)
+        await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        await conn.execute("COMMIT")
+    except BaseException:
+        await conn.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    out: list[str] = []
+    buf: list[str] = []
+    for line in script.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        buf.append(line)
+        if line.rstrip().endswith(";"):
+            stmt = "\n".join(buf).strip()
+            if stmt:
+                out.append(stmt)
+            buf = []
+    return out
+
+
+async def open_database(path: Path) -> aiosqlite.Connection:
+    conn = await connect(path)
+    await migrate(conn)
+    return conn
+
+
+@asynccontextmanager
+async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+    """A write transaction: BEGIN IMMEDIATE … COMMIT, ROLLBACK on any error."""
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        await conn.execute("ROLLBACK")
+        raise
+    else:
+        await conn.execute("COMMIT")
+
+
+class Database:
+    """One writer connection (writes serialised by a lock, each in BEGIN IMMEDIATE) and
+    one reader connection, as datasette does. For apps with concurrent requests."""
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self.writer = writer
+        self.reader = reader
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        writer = await open_database(path)
+        reader = await connect(path)
+        await reader.execute("PRAGMA query_only = ON")
+        return cls(writer, reader)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock, transaction(self.writer) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def writer_session(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The writer, exclusively, for work that commits in several transactions."""
+        async with self._lock:
+            yield self.writer
+
+    async def close(self) -> None:
+        await self.reader.close()
+        await self.writer.close()

@@ -1,0 +1,109 @@
+"""The database schema, one plain text with a version (PRAGMA user_version).
+
+Times are integer microseconds since the epoch, UTC, in columns ending in `_us`;
+the device's UTC offset is kept beside its timestamp so it can be shown as sent.
+"""
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tokens (
+    token_hash    TEXT PRIMARY KEY,
+    role          TEXT NOT NULL CHECK (role IN ('operator', 'resident')),
+    household_id  TEXT,
+    label         TEXT,
+    created_us    INTEGER NOT NULL,
+    revoked_us    INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS households (
+    household_id   TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    lat            REAL NOT NULL,
+    lon            REAL NOT NULL,
+    timezone       TEXT NOT NULL,
+    night_window   TEXT NOT NULL,
+    webhook_url    TEXT,
+    webhook_secret TEXT,
+    segment_id     TEXT,
+    mode           TEXT NOT NULL DEFAULT 'disarmed',
+    mode_since_us  INTEGER NOT NULL,
+    created_us     INTEGER NOT NULL,
+    unenrolled_us  INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS sensors (
+    sensor_pk            INTEGER PRIMARY KEY,
+    sensor_id            TEXT NOT NULL UNIQUE,
+    household_id         TEXT NOT NULL REFERENCES households(household_id),
+    mqtt_username        TEXT NOT NULL,
+    password_hash        TEXT NOT NULL,
+    created_us           INTEGER NOT NULL,
+    retired_us           INTEGER,
+    status               TEXT NOT NULL DEFAULT 'unknown',
+    status_reason        TEXT,
+    status_us            INTEGER,
+    last_seen_us         INTEGER,
+    last_received_us     INTEGER,
+    battery              INTEGER,
+    rssi                 INTEGER,
+    clock_skew_s         REAL,
+    clock_skewed         INTEGER NOT NULL DEFAULT 0,
+    last_boot            INTEGER,
+    last_seq             INTEGER,
+    last_heartbeat_boot  INTEGER,
+    last_heartbeat_seq   INTEGER,
+    events_stored        INTEGER NOT NULL DEFAULT 0,
+    heartbeats           INTEGER NOT NULL DEFAULT 0,
+    duplicates           INTEGER NOT NULL DEFAULT 0,
+    last_tamper_us       INTEGER
+);
+CREATE INDEX IF NOT EXISTS sensors_by_household ON sensors(household_id);
+
+-- door events only (open / close / tamper); heartbeats refresh the sensor row and the
+-- per-day rollup below instead of adding 144 rows per sensor per day.
+CREATE TABLE IF NOT EXISTS events (
+    sensor_pk      INTEGER NOT NULL,
+    boot           INTEGER NOT NULL,
+    seq            INTEGER NOT NULL,
+    event_us       INTEGER NOT NULL,
+    device_us      INTEGER NOT NULL,
+    offset_min     INTEGER NOT NULL,
+    received_us    INTEGER NOT NULL,
+    type           TEXT NOT NULL,
+    battery        INTEGER,
+    rssi           INTEGER,
+    skewed         INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (sensor_pk, boot, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_by_time ON events(sensor_pk, event_us);
+
+CREATE TABLE IF NOT EXISTS heartbeat_days (
+    sensor_pk    INTEGER NOT NULL,
+    day          TEXT NOT NULL,
+    count        INTEGER NOT NULL,
+    min_battery  INTEGER,
+    PRIMARY KEY (sensor_pk, day)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+    dead_letter_id  INTEGER PRIMARY KEY,
+    received_us     INTEGER NOT NULL,
+    topic           TEXT NOT NULL,
+    sensor_id       TEXT,
+    reason          TEXT NOT NULL,
+    detail          TEXT NOT NULL,
+    payload         BLOB NOT NULL,
+    payload_size    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_by_time ON dead_letters(received_us);
+
+CREATE TABLE IF NOT EXISTS audit_log (
+    audit_id    INTEGER PRIMARY KEY,
+    at_us       INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    target      TEXT,
+    detail      TEXT
+);
+"""
