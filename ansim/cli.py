@@ -15,7 +15,9 @@ from core.storage.db import open_database, transaction
 from core.timeutil import to_us
 
 
-async def create_token(settings: Settings, role: Role, household_id: str | None, label: str | None) -> str:
+async def create_token(
+    settings: Settings, role: Role, household_id: str | None, label: str | None
+) -> str:
     from datetime import UTC, datetime
 
     token = new_token()
@@ -31,7 +33,9 @@ async def create_token(settings: Settings, role: Role, household_id: str | None,
                     if await cur.fetchone() is None:
                         raise SystemExit(f"ansim: no household {household_id!r}")
             await tokens.insert_token(conn, token, role, now, household_id, label)
-            await audit.record(conn, now, "cli", "token.create", household_id, {"role": str(role), "label": label})
+            await audit.record(
+                conn, now, "cli", "token.create", household_id, {"role": str(role), "label": label}
+            )
     finally:
         await conn.close()
     return token

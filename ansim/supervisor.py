@@ -91,7 +91,11 @@ def run_up(settings: Settings, demo: bool, demo_token: str | None) -> int:
     ]
     if demo:
         children.append(
-            Child("demo-fleet", [py, "-m", "simulator", "demo"], env={"ANSIM_API_TOKEN": demo_token or ""})
+            Child(
+                "demo-fleet",
+                [py, "-m", "simulator", "demo"],
+                env={"ANSIM_API_TOKEN": demo_token or ""},
+            )
         )
     for child in children:
         if child.name == "demo-fleet" and not _wait_http(f"{settings.api_base_url}/healthz", 30):
@@ -105,7 +109,8 @@ def run_up(settings: Settings, demo: bool, demo_token: str | None) -> int:
         "Ansim Door is up",
         f"  API        {api}   (OpenAPI {api}/docs, metrics {api}/metrics)",
         f"  console    {api}/",
-        f"  broker     mqtt://{settings.mqtt_host}:{settings.mqtt_port}  (log {settings.broker_dir / 'mosquitto.log'})",
+        f"  broker     mqtt://{settings.mqtt_host}:{settings.mqtt_port}"
+        f"  (log {settings.broker_dir / 'mosquitto.log'})",
         f"  bridge     metrics http://{settings.http_host}:{settings.bridge_metrics_port}/metrics",
         f"  scheduler  metrics http://{settings.http_host}:{settings.scheduler_metrics_port}/metrics",
         f"  data       {settings.data_dir}  (time mode {settings.time_mode})",

@@ -26,7 +26,9 @@ class HouseholdCreate(BaseModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Asia/Seoul)") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name like Asia/Seoul)"
+            ) from None
         return value
 
     @field_validator("night_window")

@@ -8,6 +8,7 @@ holds it has committed. A crash before the ack makes the broker redeliver it; th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -43,7 +44,9 @@ def now_us() -> int:
 
 
 class Bridge:
-    def __init__(self, settings: Settings, conn: aiosqlite.Connection, username: str, password: str) -> None:
+    def __init__(
+        self, settings: Settings, conn: aiosqlite.Connection, username: str, password: str
+    ) -> None:
         self.settings = settings
         self.conn = conn
         self.username = username
@@ -95,7 +98,7 @@ class Bridge:
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         self.buffer.append(
             _Pending(
-                RawMessage(msg.topic, msg.payload, now_us(), msg.mid, bool(msg.retain)),
+                RawMessage(msg.topic, bytes(msg.payload), now_us(), msg.mid, bool(msg.retain)),
                 self.generation,
                 msg.qos,
             )
@@ -105,7 +108,7 @@ class Bridge:
 
     # connection management ------------------------------------------------------
     def _connect_properties(self) -> Properties:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.settings.bridge_session_expiry_s
         props.ReceiveMaximum = self.settings.bridge_receive_maximum
         return props
@@ -212,7 +215,12 @@ class Bridge:
             metrics.DEAD_LETTERS.labels(d.reason).inc()
             log.info(
                 "dead letter",
-                extra={"reason": d.reason, "topic": d.topic, "sensor_id": d.sensor_id, "detail": d.detail},
+                extra={
+                    "reason": d.reason,
+                    "topic": d.topic,
+                    "sensor_id": d.sensor_id,
+                    "detail": d.detail,
+                },
             )
         if self.settings.time_mode is TimeMode.LIVE:
             for e in events:
@@ -231,8 +239,7 @@ class Bridge:
             log.info("bridge stopped", extra=dict(self.totals))
 
 
-async def _wait_or(event: asyncio.Event, timeout: float) -> None:
-    try:
-        await asyncio.wait_for(event.wait(), timeout)
-    except TimeoutError:
-        pass
+async def _wait_or(event: asyncio.Event, seconds: float) -> None:
+    """Wait for the event, at most `seconds`."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)

@@ -47,5 +47,6 @@ class AsyncioPaho:
         self.loop.remove_writer(sock)
 
     async def _misc_loop(self) -> None:
-        while self.client.loop_misc() == mqtt.MQTT_ERR_SUCCESS:
+        # keepalive pings and timeouts, once a second, as paho's own loop does
+        while self.client.loop_misc() == mqtt.MQTT_ERR_SUCCESS:  # noqa: ASYNC110 - polling by design
             await asyncio.sleep(1)

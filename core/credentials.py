@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import secrets
 
-TOKEN_PREFIX = "ansim_"
+TOKEN_PREFIX = "ansim_"  # noqa: S105 - a prefix, not a secret
 
 
 def new_token() -> str:

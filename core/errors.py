@@ -1,8 +1,8 @@
 """Errors of the domain core.
 
-    AnsimError
-     ├── WireError        a message that breaks the wire contract (→ dead letter)
-     └── ConfigError      a setting or environment that cannot work
+AnsimError
+ ├── WireError        a message that breaks the wire contract (→ dead letter)
+ └── ConfigError      a setting or environment that cannot work
 """
 
 from __future__ import annotations

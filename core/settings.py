@@ -56,7 +56,9 @@ class Settings(BaseSettings):
     mqtt_public_host: str | None = None  # host given to sensors; default mqtt_host
     mqtt_admin_username: str = "ansim-admin"
     mqtt_bridge_username: str = "ansim-bridge"
-    mosquitto_bin: str = Field(default_factory=lambda: _find_binary("mosquitto", "/usr/sbin/mosquitto"))
+    mosquitto_bin: str = Field(
+        default_factory=lambda: _find_binary("mosquitto", "/usr/sbin/mosquitto")
+    )
     mosquitto_ctrl_bin: str = Field(default_factory=lambda: _find_binary("mosquitto_ctrl"))
     mosquitto_plugin: str = Field(default_factory=_find_plugin)
     mosquitto_conf: Path = REPO_ROOT / "mosquitto.conf"

@@ -25,7 +25,10 @@ LAST_OK = Gauge("ansim_scheduler_job_last_success_timestamp", "Last successful r
 
 
 def _wrap(
-    name: str, fn: Callable[[Database, Settings, datetime], Awaitable[Any]], db: Database, settings: Settings
+    name: str,
+    fn: Callable[[Database, Settings, datetime], Awaitable[Any]],
+    db: Database,
+    settings: Settings,
 ) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
         started = time.perf_counter()
@@ -37,8 +40,11 @@ def _wrap(
             return
         RUNS.labels(name, "ok").inc()
         LAST_OK.labels(name).set(time.time())
-        log.debug("job done", extra={"job": name, "seconds": round(time.perf_counter() - started, 3),
-                                     "result": result if isinstance(result, int) else None})  # fmt: skip
+        took = round(time.perf_counter() - started, 3)
+        count = (
+            result if isinstance(result, int) else len(result) if isinstance(result, list) else None
+        )
+        log.info("job done", extra={"job": name, "seconds": took, "result": count})
 
     return run
 

@@ -23,12 +23,16 @@ log = logging.getLogger("ansim.demo")
 _BBOX = (126.8816, 37.4822, 126.9525, 37.5474)
 
 
-def enrol_fleet(api: httpx.Client, n: int, rng: random.Random) -> list[tuple[str, dict[str, object]]]:
+def enrol_fleet(
+    api: httpx.Client, n: int, rng: random.Random
+) -> list[tuple[str, dict[str, object]]]:
     fleet = []
     for i in range(n):
         lon = rng.uniform(_BBOX[0], _BBOX[2])
         lat = rng.uniform(_BBOX[1], _BBOX[3])
-        r = api.post("/api/v1/households", json={"name": f"Demo household {i + 1}", "lat": lat, "lon": lon})
+        r = api.post(
+            "/api/v1/households", json={"name": f"Demo household {i + 1}", "lat": lat, "lon": lon}
+        )
         r.raise_for_status()
         hh = r.json()["household_id"]
         r = api.post(f"/api/v1/households/{hh}/sensors", json={})
@@ -56,8 +60,9 @@ def run_demo(settings: Settings) -> int:
         mqtt_info = prov["mqtt"]
         assert isinstance(mqtt_info, dict)
         s = VirtualSensor(
-            str(prov["sensor_id"]), settings.mqtt_host, int(mqtt_info["port"]), str(mqtt_info["password"]),
-            boot=rng.randint(1, 20), battery=rng.uniform(40, 100), rssi=rng.randint(-85, -45),
+            str(prov["sensor_id"]), settings.mqtt_host, int(mqtt_info["port"]),
+            str(mqtt_info["password"]), boot=rng.randint(1, 20), battery=rng.uniform(40, 100),
+            rssi=rng.randint(-85, -45),
         )  # fmt: skip
         s.start()
         sensors.append(s)

@@ -46,7 +46,9 @@ class VirtualSensor:
         client.max_queued_messages_set(0)
         return client
 
-    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object
+    ) -> None:
         if getattr(rc, "is_failure", False):
             self.refused = str(rc)
             return

@@ -30,7 +30,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(cond: Callable[[], Any], timeout_s: float = 10.0, every_s: float = 0.05, what: str = "") -> Any:
+def wait_until(
+    cond: Callable[[], Any], timeout_s: float = 10.0, every_s: float = 0.05, what: str = ""
+) -> Any:
     deadline = time.monotonic() + timeout_s
     last: Any = None
     while time.monotonic() < deadline:

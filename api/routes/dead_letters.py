@@ -20,7 +20,9 @@ async def get_dead_letters(
     reason: Annotated[str | None, Query(max_length=64)] = None,
     sensor_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[int | None, Query(ge=1, description="dead_letter_id to continue below")] = None,
+    cursor: Annotated[
+        int | None, Query(ge=1, description="dead_letter_id to continue below")
+    ] = None,
 ) -> dict[str, Any]:
     rows = await list_dead_letters(db.reader, limit + 1, reason, sensor_id, cursor)
     page = rows[:limit]

@@ -104,7 +104,9 @@ async def provision_sensor(
     except DynsecError as exc:
         log.error("broker refused provisioning", extra={"sensor_id": sensor_id, "error": str(exc)})
         if "already exists" in exc.error.lower():
-            raise HTTPException(status.HTTP_409_CONFLICT, f"broker already has {sensor_id!r}") from None
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"broker already has {sensor_id!r}"
+            ) from None
         raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"broker refused: {exc}") from None
     except BrokerUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None

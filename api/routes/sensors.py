@@ -105,7 +105,9 @@ async def list_sensor_events(
 
 
 @router.delete("/{sensor_id}", response_model=SensorRetired)
-async def retire_sensor(sensor_id: str, db: DbDep, admin: AdminDep, operator: Operator) -> SensorRetired:
+async def retire_sensor(
+    sensor_id: str, db: DbDep, admin: AdminDep, operator: Operator
+) -> SensorRetired:
     """Retire: the broker credentials are deleted and the sensor disconnected at once.
     Repeating the call is harmless."""
     row = await sensors.get_sensor(db.reader, sensor_id)

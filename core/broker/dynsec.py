@@ -65,7 +65,7 @@ class DynsecAdmin:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
-        self._client.reconnect_delay_set(0.2, 5)
+        self._client.reconnect_delay_set(1, 5)
 
     # lifecycle --------------------------------------------------------------
     def start(self) -> None:
@@ -105,7 +105,9 @@ class DynsecAdmin:
             waiter[0].set()
 
     # commands ---------------------------------------------------------------
-    def call(self, commands: list[dict[str, Any]], tolerate: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    def call(
+        self, commands: list[dict[str, Any]], tolerate: tuple[str, ...] = ()
+    ) -> list[dict[str, Any]]:
         """Run commands in order; raise DynsecError on the first error not tolerated."""
         if not self._connected.wait(self._timeout):
             raise BrokerUnavailable("the broker connection is down")

@@ -110,7 +110,11 @@ def init_dynsec(settings: Settings, creds: BrokerCredentials) -> None:
     for role in config["roles"]:
         if role["rolename"] == "admin":
             role["acls"].append(
-                {"acltype": "publishClientSend", "topic": "ansim/v1/sensors/+/status", "allow": True}
+                {
+                    "acltype": "publishClientSend",
+                    "topic": "ansim/v1/sensors/+/status",
+                    "allow": True,
+                }
             )
     config["roles"].append(
         {
@@ -126,7 +130,9 @@ def init_dynsec(settings: Settings, creds: BrokerCredentials) -> None:
     tmp.rename(path)
 
 
-def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -141,7 +147,9 @@ def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen
 
 def bootstrap_accounts(settings: Settings, creds: BrokerCredentials) -> None:
     """Idempotent: the bridge role/account and the admin's extra rights exist and match."""
-    admin = DynsecAdmin(settings.mqtt_host, settings.mqtt_port, creds.admin_username, creds.admin_password)
+    admin = DynsecAdmin(
+        settings.mqtt_host, settings.mqtt_port, creds.admin_username, creds.admin_password
+    )
     admin.start()
     try:
         admin.call(

@@ -40,7 +40,21 @@ async def list_events(
     params.append(limit)
     async with conn.execute(sql, params) as cur:
         rows = await cur.fetchall()
-    return [EventRow(*r[:9], bool(r[9])) for r in rows]
+    return [
+        EventRow(
+            boot=r[0],
+            seq=r[1],
+            event_us=r[2],
+            device_us=r[3],
+            offset_min=r[4],
+            received_us=r[5],
+            type=r[6],
+            battery=r[7],
+            rssi=r[8],
+            skewed=bool(r[9]),
+        )
+        for r in rows
+    ]
 
 
 async def purge_events_before(
@@ -58,10 +72,10 @@ async def purge_events_before(
                     "DELETE FROM events WHERE sensor_pk = ? AND event_us < ?", (pk, cutoff_us)
                 )
                 deleted += max(c.rowcount, 0)
-            await conn.execute(
-                "DELETE FROM heartbeat_days WHERE sensor_pk IN (%s) AND day < date(?/1000000, 'unixepoch')"
-                % ",".join(str(int(p)) for p in pks[start : start + batch_sensors]),
-                (cutoff_us,),
+            await conn.executemany(
+                "DELETE FROM heartbeat_days WHERE sensor_pk = ?"
+                " AND day < date(? / 1000000, 'unixepoch')",
+                [(pk, cutoff_us) for pk in pks[start : start + batch_sensors]],
             )
             await conn.execute("COMMIT")
         except BaseException:

@@ -25,7 +25,9 @@ class StoreResult:
     stored_keys: frozenset[tuple[int, int, int]]
 
 
-async def lookup_sensors(conn: aiosqlite.Connection, sensor_ids: Iterable[str]) -> dict[str, SensorRef]:
+async def lookup_sensors(
+    conn: aiosqlite.Connection, sensor_ids: Iterable[str]
+) -> dict[str, SensorRef]:
     ids = list(sensor_ids)
     out: dict[str, SensorRef] = {}
     for start in range(0, len(ids), 900):
@@ -165,7 +167,15 @@ async def store_batch(conn: aiosqlite.Connection, batch: Classified) -> StoreRes
                 "INSERT INTO dead_letters (received_us, topic, sensor_id, reason, detail,"
                 " payload, payload_size) VALUES (?,?,?,?,?,?,?)",
                 [
-                    (d.received_us, d.topic, d.sensor_id, d.reason, d.detail, d.payload, d.payload_size)
+                    (
+                        d.received_us,
+                        d.topic,
+                        d.sensor_id,
+                        d.reason,
+                        d.detail,
+                        d.payload,
+                        d.payload_size,
+                    )
                     for d in batch.dead
                 ],
             )

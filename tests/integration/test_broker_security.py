@@ -17,7 +17,11 @@ from tests.harness import Stack, wait_until
 
 
 def _client(stack: Stack, username: str, password: str) -> tuple[mqtt.Client, dict[str, Any]]:
-    seen: dict[str, Any] = {"connect": threading.Event(), "puback": {}, "disconnected": threading.Event()}
+    seen: dict[str, Any] = {
+        "connect": threading.Event(),
+        "puback": {},
+        "disconnected": threading.Event(),
+    }
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5)
     c.username_pw_set(username, password)
 
@@ -59,7 +63,9 @@ def test_sensor_cannot_publish_under_another_sensors_topic(stack: Stack) -> None
     client.disconnect()
     client.loop_stop()
     with stack.api() as api:
-        wait_until(lambda: api.get(f"/api/v1/sensors/{a['sensor_id']}").json()["events_stored"] == 1)
+        wait_until(
+            lambda: api.get(f"/api/v1/sensors/{a['sensor_id']}").json()["events_stored"] == 1
+        )
         assert api.get(f"/api/v1/sensors/{b['sensor_id']}").json()["events_stored"] == 0
 
 
@@ -119,7 +125,9 @@ def test_retired_sensor_is_disconnected_and_refused(stack: Stack) -> None:
         state = api.get(f"/api/v1/sensors/{sid}").json()
         assert state["status"] == "retired" and state["retired_at"]
         assert api.delete(f"/api/v1/sensors/{sid}").status_code == 200  # idempotent
-        audit = stack.db_scalar("SELECT COUNT(*) FROM audit_log WHERE action='sensor.retire' AND target=?", sid)
+        audit = stack.db_scalar(
+            "SELECT COUNT(*) FROM audit_log WHERE action='sensor.retire' AND target=?", sid
+        )
         assert audit == 1
 
 

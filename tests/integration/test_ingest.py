@@ -40,10 +40,14 @@ def test_events_stored_once_and_listed_newest_first(stack: Stack) -> None:
         sensor = _sensor(stack, prov, boot=3)
         t0 = datetime.now(UTC) - timedelta(seconds=30)
         for i in range(30):
-            sensor.publish(EventType.OPEN if i % 2 == 0 else EventType.CLOSE, t0 + timedelta(seconds=i))
+            sensor.publish(
+                EventType.OPEN if i % 2 == 0 else EventType.CLOSE, t0 + timedelta(seconds=i)
+            )
         sensor.battery = 77
         sensor.publish(EventType.HEARTBEAT, datetime.now(UTC)).wait_for_publish(5)
-        wait_until(lambda: _sensor_state(api, prov["sensor_id"])["heartbeats"] == 1, what="heartbeat")
+        wait_until(
+            lambda: _sensor_state(api, prov["sensor_id"])["heartbeats"] == 1, what="heartbeat"
+        )
         state = _sensor_state(api, prov["sensor_id"])
         assert state["events_stored"] == 30
         assert state["battery"] == 77
@@ -69,10 +73,14 @@ def test_events_stored_once_and_listed_newest_first(stack: Stack) -> None:
         parsed = [datetime.fromisoformat(t) for t in timestamps]
         assert parsed == sorted(parsed, reverse=True)
         # heartbeats refresh the sensor, they do not become event rows
-        assert stack.db_scalar(
-            "SELECT COUNT(*) FROM events e JOIN sensors s USING (sensor_pk) WHERE s.sensor_id = ?",
-            prov["sensor_id"],
-        ) == 30
+        assert (
+            stack.db_scalar(
+                "SELECT COUNT(*) FROM events e JOIN sensors s USING (sensor_pk)"
+                " WHERE s.sensor_id = ?",
+                prov["sensor_id"],
+            )
+            == 30
+        )
         sensor.stop()
 
 
@@ -85,7 +93,9 @@ def test_duplicates_dropped_and_counted_out_of_order_accepted(stack: Stack) -> N
         now = datetime.now(UTC)
 
         def body(seq: int, ts: datetime) -> bytes:
-            return json.dumps({"boot": 1, "seq": seq, "ts": ts.isoformat(), "type": "open"}).encode()
+            return json.dumps(
+                {"boot": 1, "seq": seq, "ts": ts.isoformat(), "type": "open"}
+            ).encode()
 
         # late and out of order: 5, 3, 4 with timestamps in the same disorder
         for seq in (5, 3, 4):
@@ -109,7 +119,10 @@ BAD_PAYLOADS: list[tuple[bytes, str]] = [
     (b'{"boot":1,"ts":"2026-11-21T23:14:05+09:00","type":"open"}', "missing_field"),
     (b'{"boot":1,"seq":1,"ts":"yesterday","type":"open"}', "invalid_field"),
     (b'{"boot":1,"seq":1,"ts":"2026-11-21T23:14:05","type":"open"}', "invalid_field"),
-    (b'{"boot":1,"seq":1,"ts":"2026-11-21T23:14:05+09:00","type":"open","battery":150}', "invalid_field"),
+    (
+        b'{"boot":1,"seq":1,"ts":"2026-11-21T23:14:05+09:00","type":"open","battery":150}',
+        "invalid_field",
+    ),
     (b"\xff\xfe\x00", "bad_encoding"),
 ]
 
@@ -123,24 +136,36 @@ def test_invalid_messages_dead_lettered_and_bridge_keeps_running(stack: Stack) -
         for payload, _reason in BAD_PAYLOADS:
             sensor.publish_raw(topic, payload)
         oversize = json.dumps(
-            {"boot": 1, "seq": 1, "ts": datetime.now(UTC).isoformat(), "type": "open", "pad": "x" * 1100}
+            {
+                "boot": 1,
+                "seq": 1,
+                "ts": datetime.now(UTC).isoformat(),
+                "type": "open",
+                "pad": "x" * 1100,
+            }
         ).encode()
         sensor.publish_raw(topic, oversize)
         sensor.publish_raw(f"ansim/v1/sensors/{sid}/status", b"sleeping")
         sensor.publish_raw(f"ansim/v1/sensors/{sid}/config", b"{}")
         # and after all of that, a valid event is still stored
         sensor.publish(EventType.OPEN, datetime.now(UTC)).wait_for_publish(5)
-        wait_until(lambda: _sensor_state(api, sid)["events_stored"] == 1, what="valid event after bad ones")
+        wait_until(
+            lambda: _sensor_state(api, sid)["events_stored"] == 1, what="valid event after bad ones"
+        )
 
         dl = api.get("/api/v1/dead-letters", params={"sensor_id": sid, "limit": 100}).json()
         reasons = sorted(d["reason"] for d in dl["data"])
-        expected = sorted([r for _p, r in BAD_PAYLOADS] + ["oversize", "bad_status", "unknown_topic"])
+        expected = sorted(
+            [r for _p, r in BAD_PAYLOADS] + ["oversize", "bad_status", "unknown_topic"]
+        )
         assert reasons == expected
         over = next(d for d in dl["data"] if d["reason"] == "oversize")
         assert over["payload_size"] == len(oversize) and over["detail"]
         metrics = httpx.get(f"{stack.base_url}/metrics").text
         assert 'ansim_dead_letters{reason="oversize"}' in metrics
-        bridge_metrics = httpx.get(f"http://127.0.0.1:{stack.settings.bridge_metrics_port}/metrics").text
+        bridge_metrics = httpx.get(
+            f"http://127.0.0.1:{stack.settings.bridge_metrics_port}/metrics"
+        ).text
         assert 'ansim_bridge_dead_letters_total{reason="bad_json"}' in bridge_metrics
         sensor.stop()
 
@@ -152,7 +177,9 @@ def test_unknown_sensor_dead_lettered(stack: Stack) -> None:
     from core.broker.dynsec import DynsecAdmin
 
     assert stack.creds is not None
-    admin = DynsecAdmin("127.0.0.1", stack.mqtt_port, stack.creds.admin_username, stack.creds.admin_password)
+    admin = DynsecAdmin(
+        "127.0.0.1", stack.mqtt_port, stack.creds.admin_username, stack.creds.admin_password
+    )
     admin.start()
     try:
         asyncio.run(admin.create_sensor("s-not-registered", "pw-unknown-1"))
@@ -161,10 +188,14 @@ def test_unknown_sensor_dead_lettered(stack: Stack) -> None:
         ghost.publish(EventType.OPEN, datetime.now(UTC)).wait_for_publish(5)
         with stack.api() as api:
             wait_until(
-                lambda: api.get("/api/v1/dead-letters", params={"sensor_id": "s-not-registered"}).json()["data"],
+                lambda: api.get(
+                    "/api/v1/dead-letters", params={"sensor_id": "s-not-registered"}
+                ).json()["data"],
                 what="unknown sensor dead letter",
             )
-            dl = api.get("/api/v1/dead-letters", params={"sensor_id": "s-not-registered"}).json()["data"]
+            dl = api.get("/api/v1/dead-letters", params={"sensor_id": "s-not-registered"}).json()[
+                "data"
+            ]
             assert {d["reason"] for d in dl} == {"unknown_sensor"}
         ghost.stop()
         asyncio.run(admin.delete_sensor("s-not-registered"))
@@ -179,7 +210,9 @@ def test_clock_skew_flagged_and_receive_time_used(stack: Stack) -> None:
         sensor = _sensor(stack, prov)
         before = datetime.now(UTC)
         sensor.publish(EventType.OPEN, before + timedelta(hours=1)).wait_for_publish(5)
-        wait_until(lambda: _sensor_state(api, sid)["events_stored"] == 1, what="skewed event stored")
+        wait_until(
+            lambda: _sensor_state(api, sid)["events_stored"] == 1, what="skewed event stored"
+        )
         state = _sensor_state(api, sid)
         assert state["clock_skewed"] is True
         assert 3500 < state["clock_skew"] < 3700
@@ -201,5 +234,7 @@ def test_status_topic_tracks_online_offline(stack: Stack) -> None:
         sensor.client.loop_stop()
         assert sock is not None
         sock.close()
-        wait_until(lambda: _sensor_state(api, sid)["status"] == "offline", timeout_s=100, what="last will")
+        wait_until(
+            lambda: _sensor_state(api, sid)["status"] == "offline", timeout_s=100, what="last will"
+        )
         assert _sensor_state(api, sid)["status_reason"] == "broker"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a fresh Debian machine with Python 3.11:
+# mosquitto from Debian's packages (if missing), a virtual env, the pinned packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+  step "installing mosquitto from Debian packages"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
+  # We only want the binaries: Ansim starts its own broker from ./mosquitto.conf.
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+    $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
+  fi
+fi
+for tool in mosquitto_ctrl; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "setup: $tool missing after install" >&2; exit 1; }
+done
+
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+  for cand in python3.11 python3; do
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      PY="$cand"; break
+    fi
+  done
+fi
+[ -n "$PY" ] || { echo "setup: Python 3.11 is required" >&2; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  step "creating .venv with $PY"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.ansim-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  step "installing Python packages (pinned in pyproject.toml)"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+  touch "$stamp"
+fi
+step "ready"
