@@ -108,7 +108,6 @@ def run_up(settings: Settings, demo: bool, demo_token: str | None) -> int:
         "",
         "Ansim Door is up",
         f"  API        {api}   (OpenAPI {api}/docs, metrics {api}/metrics)",
-        f"  console    {api}/",
         f"  broker     mqtt://{settings.mqtt_host}:{settings.mqtt_port}"
         f"  (log {settings.broker_dir / 'mosquitto.log'})",
         f"  bridge     metrics http://{settings.http_host}:{settings.bridge_metrics_port}/metrics",
