@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.routes import dead_letters, health, households, sensors
+from api.routes import alerts, dead_letters, health, households, modes, segments, sensors
 from core.broker.dynsec import BrokerUnavailable, DynsecAdmin
 from core.broker.mosquitto import load_or_create_credentials
 from core.settings import Settings
@@ -127,4 +127,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(households.router)
     app.include_router(sensors.router)
     app.include_router(dead_letters.router)
+    app.include_router(modes.router)
+    app.include_router(alerts.router)
+    app.include_router(segments.router)
     return app

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from core.storage.schema import SCHEMA, SCHEMA_VERSION
+from core.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
 BUSY_TIMEOUT_MS = 15_000
 
@@ -32,10 +32,9 @@ async def connect(path: Path, *, readonly: bool = False) -> aiosqlite.Connection
 
 
 async def migrate(conn: aiosqlite.Connection) -> None:
-    """Create or upgrade the schema; safe to run from every process at start."""
-    async with conn.execute("PRAGMA user_version") as cur:
-        row = await cur.fetchone()
-    version = int(row[0]) if row else 0
+    """Create or upgrade the schema, one numbered migration after another, in one
+    transaction; safe to run from every process at start."""
+    version = await _user_version(conn)
     if version > SCHEMA_VERSION:
         raise RuntimeError(
             f"database schema v{version} is newer than this code (v{SCHEMA_VERSION})"
@@ -44,13 +43,23 @@ async def migrate(conn: aiosqlite.Connection) -> None:
         return
     await conn.execute("BEGIN IMMEDIATE")
     try:
-        for statement in _statements(SCHEMA):
-            await conn.execute(statement)
-        await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        version = await _user_version(conn)  # another process may have migrated meanwhile
+        for target, script in MIGRATIONS:
+            if target <= version:
+                continue
+            for statement in _statements(script):
+                await conn.execute(statement)
+            await conn.execute(f"PRAGMA user_version = {target}")
         await conn.execute("COMMIT")
     except BaseException:
         await conn.execute("ROLLBACK")
         raise
+
+
+async def _user_version(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 def _statements(script: str) -> list[str]:

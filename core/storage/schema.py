@@ -4,9 +4,7 @@ Times are integer microseconds since the epoch, UTC, in columns ending in `_us`;
 the device's UTC offset is kept beside its timestamp so it can be shown as sent.
 """
 
-SCHEMA_VERSION = 1
-
-SCHEMA = """
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS tokens (
     token_hash    TEXT PRIMARY KEY,
     role          TEXT NOT NULL CHECK (role IN ('operator', 'resident')),
@@ -107,3 +105,111 @@ CREATE TABLE IF NOT EXISTS audit_log (
     detail      TEXT
 );
 """
+
+# v2: arming modes, alerts and their lifecycle, timers, routines, the notification outbox
+SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS mode_changes (
+    mode_change_id  INTEGER PRIMARY KEY,
+    household_id    TEXT NOT NULL,
+    mode            TEXT NOT NULL,
+    at_us           INTEGER NOT NULL,
+    recorded_us     INTEGER NOT NULL,
+    actor           TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS mode_changes_by_household ON mode_changes(household_id, at_us);
+
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id          TEXT PRIMARY KEY,
+    household_id      TEXT NOT NULL,
+    sensor_id         TEXT,
+    kind              TEXT NOT NULL,
+    state             TEXT NOT NULL DEFAULT 'open',
+    resolution        TEXT,
+    event_us          INTEGER NOT NULL,
+    event_offset_min  INTEGER NOT NULL DEFAULT 0,
+    last_event_us     INTEGER NOT NULL,
+    repeats           INTEGER NOT NULL DEFAULT 0,
+    reason            TEXT NOT NULL,
+    detail            TEXT NOT NULL DEFAULT '{}',
+    created_us        INTEGER NOT NULL,
+    updated_us        INTEGER NOT NULL,
+    acknowledged_us   INTEGER,
+    acknowledged_by   TEXT,
+    escalated_us      INTEGER,
+    resolved_us       INTEGER,
+    resolved_by       TEXT,
+    segment_id        TEXT
+);
+CREATE INDEX IF NOT EXISTS alerts_by_household ON alerts(household_id, created_us);
+CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts(state, kind);
+CREATE INDEX IF NOT EXISTS alerts_by_created ON alerts(created_us);
+
+CREATE TABLE IF NOT EXISTS alert_transitions (
+    transition_id  INTEGER PRIMARY KEY,
+    alert_id       TEXT NOT NULL,
+    at_us          INTEGER NOT NULL,
+    actor          TEXT NOT NULL,
+    action         TEXT NOT NULL,
+    from_state     TEXT,
+    to_state       TEXT NOT NULL,
+    detail         TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS alert_transitions_by_alert ON alert_transitions(alert_id);
+CREATE INDEX IF NOT EXISTS alert_transitions_by_id ON alert_transitions(transition_id);
+
+CREATE TABLE IF NOT EXISTS timers (
+    timer_id      INTEGER PRIMARY KEY,
+    household_id  TEXT NOT NULL,
+    sensor_id     TEXT,
+    kind          TEXT NOT NULL,
+    due_us        INTEGER NOT NULL,
+    payload       TEXT NOT NULL DEFAULT '{}',
+    created_us    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS timers_by_due ON timers(due_us);
+CREATE INDEX IF NOT EXISTS timers_by_household ON timers(household_id);
+
+CREATE TABLE IF NOT EXISTS routines (
+    household_id  TEXT PRIMARY KEY,
+    model         TEXT NOT NULL,
+    updated_us    INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS event_clock (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    now_us    INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS outbox (
+    notification_id  TEXT PRIMARY KEY,
+    alert_id         TEXT NOT NULL,
+    recipient        TEXT NOT NULL,
+    household_id     TEXT,
+    url              TEXT,
+    body             TEXT NOT NULL,
+    state            TEXT NOT NULL DEFAULT 'pending',
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    created_us       INTEGER NOT NULL,
+    next_attempt_us  INTEGER NOT NULL,
+    delivered_us     INTEGER,
+    last_error       TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_us);
+CREATE INDEX IF NOT EXISTS outbox_by_alert ON outbox(alert_id);
+
+CREATE TABLE IF NOT EXISTS deliveries (
+    delivery_id      INTEGER PRIMARY KEY,
+    notification_id  TEXT NOT NULL,
+    attempt          INTEGER NOT NULL,
+    at_us            INTEGER NOT NULL,
+    status_code      INTEGER,
+    error            TEXT,
+    duration_ms      REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_notification ON deliveries(notification_id);
+"""
+
+from core.storage.schema_segments import SCHEMA_V3  # noqa: E402 - after the v1/v2 texts
+
+MIGRATIONS: list[tuple[int, str]] = [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
