@@ -87,6 +87,7 @@ def run_up(settings: Settings, demo: bool, demo_token: str | None) -> int:
     children = [
         Child("bridge", [py, "-m", "broker_bridge"]),
         Child("scheduler", [py, "-m", "scheduler"]),
+        Child("notifier", [py, "-m", "notifier"]),
         Child("api", [py, "-m", "api"]),
     ]
     if demo:
@@ -112,6 +113,8 @@ def run_up(settings: Settings, demo: bool, demo_token: str | None) -> int:
         f"  (log {settings.broker_dir / 'mosquitto.log'})",
         f"  bridge     metrics http://{settings.http_host}:{settings.bridge_metrics_port}/metrics",
         f"  scheduler  metrics http://{settings.http_host}:{settings.scheduler_metrics_port}/metrics",
+        f"  notifier   metrics http://{settings.http_host}:{settings.notifier_metrics_port}/metrics"
+        f"  (control centre webhook: {settings.centre_webhook_url or 'not set'})",
         f"  data       {settings.data_dir}  (time mode {settings.time_mode})",
     ]
     if demo_token:

@@ -23,10 +23,20 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from broker_bridge import metrics
 from broker_bridge.mqtt_loop import AsyncioPaho
-from core.ingest import RawMessage, classify_batch, topic_sensor_ids
-from core.models import TimeMode
+from core.ingest import Classified, RawMessage, classify_batch, topic_sensor_ids
+from core.models import SensorStatus, TimeMode
+from core.rules import DoorEvent, StatusChange
 from core.settings import Settings
+from core.storage.alerting import (
+    AlertEngine,
+    advance_event_clock,
+    build_policy,
+    households_due,
+    read_event_clock,
+)
+from core.storage.db import transaction
 from core.storage.ingest import StoreResult, lookup_sensors, store_batch
+from core.timeutil import from_us
 from core.wire import SENSORS_FILTER
 
 log = logging.getLogger("ansim.bridge")
@@ -56,7 +66,19 @@ class Bridge:
         self.connected = asyncio.Event()
         self.lost = asyncio.Event()
         self.wake = asyncio.Event()
-        self.totals = {"stored": 0, "duplicates": 0, "heartbeats": 0, "statuses": 0, "dead": 0}
+        self.totals = {
+            "stored": 0, "duplicates": 0, "heartbeats": 0, "statuses": 0, "dead": 0, "alerts": 0,
+        }  # fmt: skip
+        self.db_lock = asyncio.Lock()
+        self.replay = settings.time_mode is TimeMode.REPLAY
+        self.policy = build_policy(
+            entry_delay_s=settings.entry_delay_s,
+            door_left_open_s=settings.door_left_open_s,
+            escalation_delay_s=settings.escalation_delay_s,
+            battery_low_pct=settings.battery_low_pct,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            offline_grace_s=settings.offline_grace_s,
+        )
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=username,
@@ -183,7 +205,8 @@ class Bridge:
                     self.settings.time_mode,
                     self.settings.clock_skew_tolerance_s,
                 )
-                result = await store_batch(self.conn, classified)
+                async with self.db_lock:
+                    result = await store_batch(self.conn, classified, self._evaluate)
                 break
             except aiosqlite.Error as exc:  # locked, disk full, ...: retry, never ack
                 log.error("batch commit failed; retrying", extra={"error": str(exc)})
@@ -193,6 +216,73 @@ class Bridge:
         self._account(result, classified.dead, committed_us, classified.events)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.observe(len(batch))
+
+    async def _evaluate(
+        self, conn: aiosqlite.Connection, batch: Classified, stored: set[tuple[int, int, int]]
+    ) -> None:
+        """The alert rules over what this batch newly stored, in the same transaction."""
+        fresh = [e for e in batch.events if e.key in stored]
+        if not fresh and not batch.heartbeats and not batch.statuses:
+            return
+        wall = now_us()
+        engine = AlertEngine(conn, self.policy, self.settings.centre_webhook_url, wall)
+        await engine.load(
+            {e.household_id for e in fresh}
+            | {h.household_id for h in batch.heartbeats}
+            | {s.household_id for s in batch.statuses}
+        )
+        clock = (await read_event_clock(conn) or 0) if self.replay else wall
+        seen: set[tuple[int, int, int]] = set()
+        for e in sorted([*fresh, *batch.heartbeats], key=lambda m: m.event_us):
+            if e.key in seen:
+                continue
+            seen.add(e.key)
+            if self.replay:
+                clock = max(clock, e.event_us)
+            event = DoorEvent(e.sensor_id, e.household_id, e.type, from_us(e.event_us), e.battery)
+            await engine.on_event(event, from_us(clock), self.replay)
+        for s in batch.statuses:
+            at = from_us(clock if self.replay and clock else s.received_us)
+            change = StatusChange(s.sensor_id, s.household_id, SensorStatus(s.status), at)
+            await engine.on_status(change, at)
+        await engine.flush()
+        if self.replay and clock:
+            await advance_event_clock(conn, clock)
+        self.totals["alerts"] += len(engine.raised)
+        if engine.raised:
+            metrics.ALERTS.inc(len(engine.raised))
+            log.info("alerts raised", extra={"alert_ids": engine.raised})
+
+    async def _ticker(self, stop: asyncio.Event) -> None:
+        """Timers (entry delay, door left open, offline grace), escalations and silent
+        sensors: on the wall clock in live mode, on the event clock in replay mode."""
+        every = self.settings.rules_tick_ms / 1000
+        silent_us = int(
+            (3 * self.settings.heartbeat_interval_s + self.settings.offline_grace_s) * 1e6
+        )
+        while not stop.is_set():
+            await _wait_or(stop, every)
+            try:
+                async with self.db_lock:
+                    now = (await read_event_clock(self.conn)) if self.replay else now_us()
+                    if now is None:
+                        continue
+                    due = await households_due(self.conn, now, now - silent_us)
+                    if not due:
+                        continue
+                    async with transaction(self.conn):
+                        engine = AlertEngine(
+                            self.conn, self.policy, self.settings.centre_webhook_url, now_us()
+                        )
+                        await engine.load(due)
+                        await engine.tick_all(from_us(now))
+                        await engine.flush()
+                if engine.raised:
+                    self.totals["alerts"] += len(engine.raised)
+                    metrics.ALERTS.inc(len(engine.raised))
+                    log.info("alerts raised by timers", extra={"alert_ids": engine.raised})
+            except aiosqlite.Error as exc:
+                log.error("rules tick failed; will retry", extra={"error": str(exc)})
 
     def _ack(self, batch: list[_Pending]) -> None:
         for p in batch:
@@ -230,10 +320,12 @@ class Bridge:
     # entry -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         keeper = asyncio.create_task(self._keep_connected(stop))
+        ticker = asyncio.create_task(self._ticker(stop))
         try:
             await self._batches(stop)
         finally:
             keeper.cancel()
+            ticker.cancel()
             if self.connected.is_set():
                 self.client.disconnect()
             log.info("bridge stopped", extra=dict(self.totals))

@@ -61,6 +61,7 @@ class Accepted:
 class StatusUpdate:
     sensor_pk: int
     sensor_id: str
+    household_id: str
     status: str
     received_us: int
 
@@ -130,7 +131,9 @@ def classify_batch(
                 status = parse_status(msg.payload)
                 if status is not None:
                     out.statuses.append(
-                        StatusUpdate(ref.sensor_pk, ref.sensor_id, status, msg.received_us)
+                        StatusUpdate(
+                            ref.sensor_pk, ref.sensor_id, ref.household_id, status, msg.received_us
+                        )
                     )
                 continue
             payload = parse_event(msg.payload)

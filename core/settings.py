@@ -81,6 +81,24 @@ class Settings(BaseSettings):
     retention_days: int = 14
     offline_sweep_interval_s: int = 60
 
+    # alerts (SPEC "Alerts")
+    entry_delay_s: int = 30
+    door_left_open_s: int = 600
+    escalation_delay_s: int = 180
+    battery_low_pct: int = 20
+    offline_grace_s: int = 60
+    rules_tick_ms: int = 500
+
+    # notifications
+    centre_webhook_url: str | None = None
+    centre_webhook_secret: str | None = None
+    notify_poll_ms: int = 100
+    notify_timeout_s: float = 5.0
+    notify_backoff_max_s: float = 60.0
+    notify_give_up_s: float = 48 * 3600
+    notify_concurrency: int = 20
+    notifier_metrics_port: int = 9110
+
     # logging
     log_level: str = "INFO"
 

@@ -52,6 +52,7 @@ class Stack:
             "ANSIM_HTTP_PORT": str(free_port()),
             "ANSIM_BRIDGE_METRICS_PORT": str(free_port()),
             "ANSIM_SCHEDULER_METRICS_PORT": str(free_port()),
+            "ANSIM_NOTIFIER_METRICS_PORT": str(free_port()),
             "ANSIM_LOG_LEVEL": "INFO",
             **env,
         }
@@ -88,6 +89,9 @@ class Stack:
     def start_bridge(self) -> None:
         self._spawn("bridge", "broker_bridge")
 
+    def start_notifier(self) -> None:
+        self._spawn("notifier", "notifier")
+
     def start_api(self) -> None:
         self._spawn("api", "api")
         wait_until(self._api_up, 20, what="the API to answer /healthz")
@@ -107,6 +111,7 @@ class Stack:
         self.start_broker()
         self.operator_token = asyncio.run(self.create_token(Role.OPERATOR))
         self.start_bridge()
+        self.start_notifier()
         self.start_api()
         return self
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -48,7 +48,17 @@ def _day(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%d")
 
 
-async def store_batch(conn: aiosqlite.Connection, batch: Classified) -> StoreResult:
+AfterInsert = Callable[
+    [aiosqlite.Connection, Classified, set[tuple[int, int, int]]], Awaitable[None]
+]
+
+
+async def store_batch(
+    conn: aiosqlite.Connection, batch: Classified, after_insert: AfterInsert | None = None
+) -> StoreResult:
+    """One transaction: events (new ones told from repeats), then `after_insert` (the alert
+    rules, which see sensor state as it was before this batch), then sensor state,
+    heartbeat rollups, statuses and dead letters."""
     stored_keys: set[tuple[int, int, int]] = set()
     async with transaction(conn):
         events = batch.events
@@ -70,6 +80,9 @@ async def store_batch(conn: aiosqlite.Connection, batch: Classified) -> StoreRes
             ) as cur:
                 async for row in cur:
                     stored_keys.add((row[0], row[1], row[2]))
+
+        if after_insert is not None:
+            await after_insert(conn, batch, stored_keys)
 
         hb_keys = {h.key for h in batch.heartbeats}
         if batch.heartbeats:

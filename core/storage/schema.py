@@ -108,6 +108,8 @@ CREATE TABLE IF NOT EXISTS audit_log (
 
 # v2: arming modes, alerts and their lifecycle, timers, routines, the notification outbox
 SCHEMA_V2 = """
+ALTER TABLE sensors ADD COLUMN door_open_since_us INTEGER;
+ALTER TABLE sensors ADD COLUMN door_changed_us INTEGER;
 CREATE TABLE IF NOT EXISTS mode_changes (
     mode_change_id  INTEGER PRIMARY KEY,
     household_id    TEXT NOT NULL,
@@ -138,8 +140,15 @@ CREATE TABLE IF NOT EXISTS alerts (
     escalated_us      INTEGER,
     resolved_us       INTEGER,
     resolved_by       TEXT,
-    segment_id        TEXT
+    segment_id        TEXT,
+    raised_us         INTEGER NOT NULL,
+    escalate_due_us   INTEGER,
+    recipients        TEXT NOT NULL DEFAULT 'resident',
+    dedupe_key        TEXT NOT NULL UNIQUE,
+    score             REAL
 );
+CREATE INDEX IF NOT EXISTS alerts_escalation_due ON alerts(escalate_due_us)
+    WHERE state = 'open' AND escalated_us IS NULL;
 CREATE INDEX IF NOT EXISTS alerts_by_household ON alerts(household_id, created_us);
 CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts(state, kind);
 CREATE INDEX IF NOT EXISTS alerts_by_created ON alerts(created_us);
@@ -158,12 +167,12 @@ CREATE INDEX IF NOT EXISTS alert_transitions_by_alert ON alert_transitions(alert
 CREATE INDEX IF NOT EXISTS alert_transitions_by_id ON alert_transitions(transition_id);
 
 CREATE TABLE IF NOT EXISTS timers (
-    timer_id      INTEGER PRIMARY KEY,
+    key           TEXT PRIMARY KEY,
     household_id  TEXT NOT NULL,
-    sensor_id     TEXT,
+    sensor_id     TEXT NOT NULL,
     kind          TEXT NOT NULL,
+    event_us      INTEGER NOT NULL,
     due_us        INTEGER NOT NULL,
-    payload       TEXT NOT NULL DEFAULT '{}',
     created_us    INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS timers_by_due ON timers(due_us);

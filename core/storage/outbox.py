@@ -1,0 +1,123 @@
+"""The transactional outbox: notifications are inserted in the same transaction as the
+alert change that causes them; the dispatcher sends them and logs every attempt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    notification_id: str
+    alert_id: str
+    recipient: str
+    household_id: str | None
+    url: str | None
+    body: str
+    attempts: int
+    created_us: int
+
+
+async def enqueue(
+    conn: aiosqlite.Connection,
+    *,
+    notification_id: str,
+    alert_id: str,
+    recipient: str,
+    household_id: str | None,
+    url: str | None,
+    body: str,
+    now_us: int,
+) -> None:
+    await conn.execute(
+        "INSERT INTO outbox (notification_id, alert_id, recipient, household_id, url, body,"
+        " state, created_us, next_attempt_us) VALUES (?,?,?,?,?,?,?,?,?)"
+        " ON CONFLICT (notification_id) DO NOTHING",
+        (notification_id, alert_id, recipient, household_id, url, body,
+         "pending" if url else "no_endpoint", now_us, now_us),
+    )  # fmt: skip
+
+
+async def due(conn: aiosqlite.Connection, now_us: int, limit: int) -> list[Notification]:
+    async with conn.execute(
+        "SELECT notification_id, alert_id, recipient, household_id, url, body, attempts,"
+        " created_us FROM outbox WHERE state = 'pending' AND next_attempt_us <= ?"
+        " ORDER BY next_attempt_us LIMIT ?",
+        (now_us, limit),
+    ) as cur:
+        return [Notification(*r) for r in await cur.fetchall()]
+
+
+async def record_attempt(
+    conn: aiosqlite.Connection,
+    n: Notification,
+    *,
+    now_us: int,
+    status_code: int | None,
+    error: str | None,
+    duration_ms: float,
+    delivered: bool,
+    next_attempt_us: int | None,
+) -> None:
+    attempt = n.attempts + 1
+    await conn.execute(
+        "INSERT INTO deliveries (notification_id, attempt, at_us, status_code, error, duration_ms)"
+        " VALUES (?,?,?,?,?,?)",
+        (n.notification_id, attempt, now_us, status_code, error, duration_ms),
+    )
+    if delivered:
+        await conn.execute(
+            "UPDATE outbox SET state = 'delivered', attempts = ?, delivered_us = ?,"
+            " last_error = NULL WHERE notification_id = ?",
+            (attempt, now_us, n.notification_id),
+        )
+    elif next_attempt_us is None:
+        await conn.execute(
+            "UPDATE outbox SET state = 'failed', attempts = ?, last_error = ?"
+            " WHERE notification_id = ?",
+            (attempt, error, n.notification_id),
+        )
+    else:
+        await conn.execute(
+            "UPDATE outbox SET attempts = ?, next_attempt_us = ?, last_error = ?"
+            " WHERE notification_id = ?",
+            (attempt, next_attempt_us, error, n.notification_id),
+        )
+
+
+async def list_notifications(
+    conn: aiosqlite.Connection,
+    limit: int,
+    alert_id: str | None = None,
+    state: str | None = None,
+) -> list[dict[str, Any]]:
+    sql = (
+        "SELECT notification_id, alert_id, recipient, household_id, url, state, attempts,"
+        " created_us, next_attempt_us, delivered_us, last_error FROM outbox WHERE 1=1"
+    )
+    params: list[Any] = []
+    if alert_id:
+        sql += " AND alert_id = ?"
+        params.append(alert_id)
+    if state:
+        sql += " AND state = ?"
+        params.append(state)
+    sql += " ORDER BY created_us DESC LIMIT ?"
+    params.append(limit)
+    async with conn.execute(sql, params) as cur:
+        cols = [d[0] for d in cur.description]
+        rows = [dict(zip(cols, r, strict=True)) for r in await cur.fetchall()]
+    for row in rows:
+        async with conn.execute(
+            "SELECT attempt, at_us, status_code, error, duration_ms FROM deliveries"
+            " WHERE notification_id = ? ORDER BY attempt",
+            (row["notification_id"],),
+        ) as cur:
+            row["attempts_log"] = [
+                {"attempt": a, "at_us": t, "status_code": s, "error": e, "duration_ms": d}
+                for a, t, s, e, d in await cur.fetchall()
+            ]
+    return rows
