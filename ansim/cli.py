@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulate"]:  # its own parser: every flag goes through untouched
+        from simulator.__main__ import main as simulate
+
+        return simulate(argv[1:])
     args = _parser().parse_args(argv)
     settings = Settings()
     if args.command == "up":
@@ -84,10 +89,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(asyncio.run(create_token(settings, role, args.household, args.label)))
         return 0
-    if args.command == "simulate":
-        from simulator.__main__ import main as simulate
-
-        return simulate(args.args)
     if args.command == "bridge":
         from broker_bridge.__main__ import main as bridge
 

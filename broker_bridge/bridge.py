@@ -70,6 +70,7 @@ class Bridge:
             "stored": 0, "duplicates": 0, "heartbeats": 0, "statuses": 0, "dead": 0, "alerts": 0,
         }  # fmt: skip
         self.db_lock = asyncio.Lock()
+        self.silent_us = int((3 * settings.heartbeat_interval_s + settings.offline_grace_s) * 1e6)
         self.replay = settings.time_mode is TimeMode.REPLAY
         self.policy = build_policy(
             entry_delay_s=settings.entry_delay_s,
@@ -245,6 +246,12 @@ class Bridge:
             at = from_us(clock if self.replay and clock else s.received_us)
             change = StatusChange(s.sensor_id, s.household_id, SensorStatus(s.status), at)
             await engine.on_status(change, at)
+        if self.replay and clock:
+            # the event clock moved: every household's timers now due fire in this batch,
+            # not on the next wall-clock tick (a whole simulated hour may pass in between)
+            due = await households_due(conn, clock, clock - self.silent_us)
+            await engine.load(due)
+            await engine.tick_all(from_us(clock))
         await engine.flush()
         if self.replay and clock:
             await advance_event_clock(conn, clock)
@@ -257,9 +264,7 @@ class Bridge:
         """Timers (entry delay, door left open, offline grace), escalations and silent
         sensors: on the wall clock in live mode, on the event clock in replay mode."""
         every = self.settings.rules_tick_ms / 1000
-        silent_us = int(
-            (3 * self.settings.heartbeat_interval_s + self.settings.offline_grace_s) * 1e6
-        )
+        silent_us = self.silent_us
         while not stop.is_set():
             await _wait_or(stop, every)
             try:

@@ -281,6 +281,9 @@ def is_unusual(
     Only openings inside the night window can be unusual. Call it before `update` learns
     the same opening."""
     _require_aware(at_local)
+    if not night_window.contains(at_local.time()):
+        # the common case, decided before any arithmetic on the model (hot path)
+        return Judgement(False, 0.0, f"{at_local:%H:%M} is outside the night window {night_window}")
     night = night_of(at_local)
     when = f"{at_local:%H:%M} in the night of {night:%a %Y-%m-%d} ({day_type_of(at_local).value})"
     same_e, cross_e = evidence_at(model, at_local, params)
@@ -290,8 +293,6 @@ def is_unusual(
     days = same_d + w * cross_d
     prior = params.prior_days * params.prior_night_rate
     rate = (evidence + prior) / (days + params.prior_days)
-    if not night_window.contains(at_local.time()):
-        return Judgement(False, rate, f"{when} is outside the night window {night_window}")
     history = observed_days(model, at_local)
     if history < params.min_history_days:
         return Judgement(

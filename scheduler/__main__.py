@@ -1,21 +1,42 @@
-"""`python -m scheduler`: the deployment's one APScheduler (3.x, asyncio)."""
+"""`python -m scheduler`: the deployment's one APScheduler (3.x, asyncio).
+
+Every run — scheduled, caught up after a missed fire, or requested by an operator through
+`POST /api/v1/scheduler/jobs/{job_id}/run` — is recorded in `job_runs`, and each job's
+next fire time in `scheduler_jobs`, so the API can list them.
+
+Misfires: each job coalesces missed fires into one run and has a grace time; and since
+the in-memory job store forgets everything on a restart, at start-up a daily job whose
+last successful run is older than its latest scheduled fire time runs once at once
+(trigger `catch_up`). A job never runs twice at once in this process (a second attempt is
+recorded as `skipped`); the grade recompute is also guarded across processes by the
+database lease that the API's recompute takes too.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import Counter, Gauge, start_http_server
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.jsonlog import configure_logging
 from core.settings import Settings
+from core.storage import jobs as job_store
 from core.storage.db import Database
+from core.storage.segments import GradeSettings
+from core.timeutil import to_us
 from scheduler import jobs
 
 log = logging.getLogger("ansim.scheduler")
@@ -23,30 +44,169 @@ log = logging.getLogger("ansim.scheduler")
 RUNS = Counter("ansim_scheduler_job_runs_total", "Job runs by outcome", ["job", "outcome"])
 LAST_OK = Gauge("ansim_scheduler_job_last_success_timestamp", "Last successful run", ["job"])
 
+JobFn = Callable[[Database, Settings, datetime], Awaitable[Any]]
 
-def _wrap(
-    name: str,
-    fn: Callable[[Database, Settings, datetime], Awaitable[Any]],
-    db: Database,
-    settings: Settings,
-) -> Callable[[], Awaitable[None]]:
-    async def run() -> None:
+
+class SchedulerExtras(BaseSettings):
+    """`ANSIM_SCHEDULER_REQUEST_POLL_S`: how often on-demand run requests are picked up."""
+
+    model_config = SettingsConfigDict(env_prefix="ANSIM_SCHEDULER_", extra="ignore")
+    request_poll_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    job_id: str
+    description: str
+    fn: JobFn
+    trigger: CronTrigger | IntervalTrigger
+    schedule: str
+    misfire_grace_s: int
+    daily: bool
+
+
+def _summarise(result: Any) -> Any:
+    if isinstance(result, list):
+        return {"count": len(result), "items": result[:20]}
+    if isinstance(result, int | float | str | dict) or result is None:
+        return result
+    return str(result)
+
+
+class Runner:
+    """Runs jobs and records every run; one run per job at a time."""
+
+    def __init__(self, db: Database, settings: Settings, specs: list[JobSpec]) -> None:
+        self.db = db
+        self.settings = settings
+        self.specs = {s.job_id: s for s in specs}
+        self.running: set[str] = set()
+        self.sched: AsyncIOScheduler | None = None
+        self.tasks: set[asyncio.Task[str]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, str]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def run(
+        self,
+        job_id: str,
+        trigger: str,
+        requested_by: str | None = None,
+        request_id: int | None = None,
+    ) -> str:
+        spec = self.specs[job_id]
+        now = datetime.now(UTC)
+        async with self.db.write() as conn:
+            run_id = await job_store.start_run(
+                conn, job_id, trigger, requested_by, to_us(now), request_id
+            )
+        if job_id in self.running:
+            await self._finish(run_id, job_id, "skipped", None, "already running")
+            return "skipped"
+        self.running.add(job_id)
         started = time.perf_counter()
         try:
-            result = await fn(db, settings, datetime.now(UTC))
-        except Exception:
-            RUNS.labels(name, "error").inc()
-            log.exception("job failed", extra={"job": name})
-            return
-        RUNS.labels(name, "ok").inc()
-        LAST_OK.labels(name).set(time.time())
+            result = await spec.fn(self.db, self.settings, now)
+        except jobs.JobSkipped as exc:
+            await self._finish(run_id, job_id, "skipped", None, str(exc))
+            return "skipped"
+        except Exception as exc:
+            log.exception("job failed", extra={"job": job_id})
+            await self._finish(run_id, job_id, "error", None, repr(exc)[:500])
+            return "error"
+        finally:
+            self.running.discard(job_id)
         took = round(time.perf_counter() - started, 3)
-        count = (
-            result if isinstance(result, int) else len(result) if isinstance(result, list) else None
-        )
-        log.info("job done", extra={"job": name, "seconds": took, "result": count})
+        await self._finish(run_id, job_id, "ok", _summarise(result), None)
+        LAST_OK.labels(job_id).set(time.time())
+        log.info("job done", extra={"job": job_id, "trigger": trigger, "seconds": took})
+        return "ok"
 
-    return run
+    async def _finish(
+        self, run_id: int, job_id: str, outcome: str, result: Any, error: str | None
+    ) -> None:
+        RUNS.labels(job_id, outcome).inc()
+        now_us = time.time_ns() // 1000
+        next_us = self._next_run_us(job_id)
+        async with self.db.write() as conn:
+            await job_store.finish_run(conn, run_id, outcome, now_us, result, error)
+            await job_store.set_next_run(conn, job_id, next_us, now_us)
+
+    def _next_run_us(self, job_id: str) -> int | None:
+        job = self.sched.get_job(job_id) if self.sched else None
+        nxt = getattr(job, "next_run_time", None) if job else None
+        return to_us(nxt) if nxt else None
+
+    def scheduled(self, job_id: str) -> Callable[[], Awaitable[None]]:
+        async def fire() -> None:
+            await self.run(job_id, "schedule")
+
+        return fire
+
+    async def register(self) -> None:
+        now_us = time.time_ns() // 1000
+        async with self.db.write() as conn:
+            for spec in self.specs.values():
+                await job_store.upsert_job(
+                    conn, spec.job_id, spec.description, spec.schedule,
+                    self._next_run_us(spec.job_id), now_us,
+                )  # fmt: skip
+
+    async def catch_up(self, now: datetime) -> list[str]:
+        """Daily jobs whose last success predates their latest scheduled fire: run once."""
+        due = []
+        for spec in self.specs.values():
+            if not spec.daily:
+                continue
+            last_fire = _previous_fire(spec.trigger, now)
+            last_ok = await job_store.last_success_us(self.db.reader, spec.job_id)
+            if last_fire is not None and (last_ok is None or last_ok < to_us(last_fire)):
+                due.append(spec.job_id)
+        return due
+
+    async def poll_requests(self) -> None:
+        async with self.db.write() as conn:
+            requests = await job_store.take_requests(conn, time.time_ns() // 1000)
+        for request_id, job_id, by in requests:
+            if job_id not in self.specs:
+                async with self.db.write() as conn:
+                    run_id = await job_store.start_run(
+                        conn, job_id, "request", by, time.time_ns() // 1000, request_id
+                    )
+                await self._finish(run_id, job_id, "error", None, "this scheduler has no such job")
+                continue
+            self.spawn(self.run(job_id, "request", by, request_id))
+
+
+def _previous_fire(trigger: CronTrigger | IntervalTrigger, now: datetime) -> datetime | None:
+    """The latest fire time of a daily cron trigger at or before `now` (within 2 days)."""
+    start = now - timedelta(days=2)
+    last = None
+    fire = trigger.get_next_fire_time(None, start)
+    while fire is not None and fire <= now:
+        last = fire
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+    return last
+
+
+def build_specs(settings: Settings, grades: GradeSettings) -> list[JobSpec]:
+    zone = ZoneInfo(settings.timezone)
+    h, m = grades.recompute_hour, grades.recompute_minute
+    return [
+        JobSpec("grade_recompute", "recompute the adjusted segment grades",
+                jobs.grade_recompute, CronTrigger(hour=h, minute=m, timezone=zone),
+                f"daily {h:02d}:{m:02d} {settings.timezone}", 6 * 3600, True),
+        JobSpec("retention_purge",
+                f"delete raw door events older than {settings.retention_days} days",
+                jobs.retention_purge, CronTrigger(hour=3, minute=30, timezone=zone),
+                f"daily 03:30 {settings.timezone}", 6 * 3600, True),
+        JobSpec("offline_sweep", "silent sensors, escalations and due timers (safety net)",
+                jobs.offline_sweep,
+                IntervalTrigger(seconds=settings.offline_sweep_interval_s, timezone=zone),
+                f"every {settings.offline_sweep_interval_s} s", 30, False),
+    ]  # fmt: skip
 
 
 async def main_async(settings: Settings) -> None:
@@ -57,30 +217,39 @@ async def main_async(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     if settings.scheduler_metrics_port:
         start_http_server(settings.scheduler_metrics_port, addr=settings.http_host)
+    extras = SchedulerExtras()
+    runner = Runner(db, settings, build_specs(settings, GradeSettings()))
     sched = AsyncIOScheduler(timezone=settings.timezone)
+    runner.sched = sched
+    for spec in runner.specs.values():
+        sched.add_job(
+            runner.scheduled(spec.job_id),
+            spec.trigger,
+            id=spec.job_id,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=spec.misfire_grace_s,
+        )
     sched.add_job(
-        _wrap("offline_sweep", jobs.offline_sweep, db, settings),
-        "interval",
-        seconds=settings.offline_sweep_interval_s,
-        id="offline_sweep",
+        runner.poll_requests,
+        IntervalTrigger(seconds=extras.request_poll_s),
+        id="_requests",
         max_instances=1,
         coalesce=True,
-        misfire_grace_time=30,
-    )
-    sched.add_job(
-        _wrap("retention_purge", jobs.retention_purge, db, settings),
-        "cron",
-        hour=3,
-        minute=30,
-        id="retention_purge",
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=3600,
+        misfire_grace_time=None,
     )
     sched.start()
-    log.info("scheduler started", extra={"jobs": [j.id for j in sched.get_jobs()]})
+    await runner.register()
+    for job_id in await runner.catch_up(datetime.now(UTC)):
+        log.info("catching up a missed run", extra={"job": job_id})
+        runner.spawn(runner.run(job_id, "catch_up"))
+    log.info("scheduler started", extra={"jobs": json.dumps(sorted(runner.specs))})
     await stop.wait()
     sched.shutdown(wait=False)
+    for _ in range(100):  # let a running job record its end
+        if not runner.running:
+            break
+        await asyncio.sleep(0.1)
     await db.close()
     log.info("scheduler stopped")
 

@@ -4,33 +4,62 @@ core.storage; one scheduler process per deployment runs them."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+from core.geo import SegmentIndex
 from core.models import TimeMode
 from core.settings import Settings
+from core.storage import segments as segment_store
+from core.storage.alerting import AlertEngine, build_policy, households_due
 from core.storage.db import Database
 from core.storage.events import purge_events_before
-from core.storage.sensors import mark_silent_sensors_offline
 from core.timeutil import to_us
 
 log = logging.getLogger("ansim.scheduler")
 
 MISSED_HEARTBEATS = 3
-OFFLINE_GRACE_S = 60
+
+
+class JobSkipped(Exception):
+    """The job had nothing it could do now (e.g. another recompute holds the lease)."""
 
 
 async def offline_sweep(db: Database, settings: Settings, now: datetime) -> list[str]:
-    """Sensors silent for 3 heartbeat intervals (+ a grace) are offline. Live mode only:
-    in replay mode silence is judged on the event clock by the rules."""
+    """The rules' timers as a safety net (live mode): sensors silent for 3 heartbeat
+    intervals (+ the grace) go offline with a `sensor_offline` alert, unacknowledged alerts
+    escalate, due entry-delay / door-left-open checks fire. The bridge does the same every
+    half second; this job covers a bridge that is down. Both go through the same engine in
+    serialised transactions and alerts carry unique dedupe keys, so nothing is raised twice.
+    In replay mode the event clock drives these, in the bridge."""
     if settings.time_mode is not TimeMode.LIVE:
         return []
-    silent_s = MISSED_HEARTBEATS * settings.heartbeat_interval_s + OFFLINE_GRACE_S
-    cutoff = now - timedelta(seconds=silent_s)
+    silent_s = MISSED_HEARTBEATS * settings.heartbeat_interval_s + settings.offline_grace_s
+    now_us = to_us(now)
     async with db.write() as conn:
-        gone = await mark_silent_sensors_offline(conn, to_us(cutoff), to_us(now))
-    if gone:
-        log.info("sensors went silent", extra={"count": len(gone), "sensors": gone[:20]})
-    return gone
+        due = await households_due(conn, now_us, now_us - int(silent_s * 1e6))
+        if not due:
+            return []
+        engine = AlertEngine(
+            conn,
+            build_policy(
+                entry_delay_s=settings.entry_delay_s,
+                door_left_open_s=settings.door_left_open_s,
+                escalation_delay_s=settings.escalation_delay_s,
+                battery_low_pct=settings.battery_low_pct,
+                heartbeat_interval_s=settings.heartbeat_interval_s,
+                offline_grace_s=settings.offline_grace_s,
+            ),
+            settings.centre_webhook_url,
+            now_us,
+        )
+        await engine.load(due)
+        await engine.tick_all(now)
+        await engine.flush()
+    if engine.raised:
+        log.info("alerts raised by the sweep", extra={"alert_ids": engine.raised})
+    return engine.raised
 
 
 async def retention_purge(db: Database, settings: Settings, now: datetime) -> int:
@@ -44,3 +73,37 @@ async def retention_purge(db: Database, settings: Settings, now: datetime) -> in
 async def _purge(db: Database, cutoff_us: int) -> int:
     async with db.writer_session() as conn:
         return await purge_events_before(conn, cutoff_us)
+
+
+@dataclass(slots=True)
+class _IndexCache:
+    version: int = -1
+    index: SegmentIndex | None = None
+
+
+_index_cache = _IndexCache()
+
+
+async def _segment_index(db: Database) -> SegmentIndex:
+    """The segment index, rebuilt only when an import changed the segment set."""
+    version = await segment_store.segments_version(db.reader)
+    if _index_cache.index is None or _index_cache.version != version:
+        version, segs = await segment_store.load_segments(db.reader)
+        _index_cache.index = SegmentIndex(segs)
+        _index_cache.version = version
+    return _index_cache.index
+
+
+async def grade_recompute(db: Database, settings: Settings, now: datetime) -> dict[str, Any]:
+    """Recompute every segment's adjusted grade (nightly, and on demand)."""
+    index = await _segment_index(db)
+    if len(index) == 0:
+        raise JobSkipped("no segments imported yet")
+    params = segment_store.GradeSettings().params()
+    try:
+        result = await segment_store.recompute_grades(db, index, params, now, "scheduler")
+    except segment_store.RecomputeBusyError as exc:
+        raise JobSkipped(str(exc)) from None
+    summary = result.to_dict()
+    summary.pop("params", None)
+    return summary

@@ -8,6 +8,6 @@ echo "[test] ruff" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 echo "[test] mypy" >&2
-.venv/bin/mypy core broker_bridge api scheduler simulator ansim
+.venv/bin/mypy core broker_bridge api scheduler simulator notifier ansim
 echo "[test] pytest" >&2
 .venv/bin/pytest "$@"

@@ -14,20 +14,39 @@ from api.schemas import (
     SensorCreate,
     SensorProvisioned,
 )
+from api.segment_index import SegmentCacheDep
 from api.timefmt import now_us
 from core.broker.dynsec import BrokerUnavailable, DynsecError
 from core.credentials import hash_secret, new_id, new_password, new_token, new_webhook_secret
+from core.geo import TooFarFromSegmentError
 from core.models import Role
 from core.storage import audit, households, sensors, tokens
+from core.storage import segments as segment_store
 from core.wire import event_topic, status_topic
 
 router = APIRouter(prefix="/api/v1/households", tags=["households"])
 log = logging.getLogger("ansim.api")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=HouseholdCreated)
-async def enrol_household(body: HouseholdCreate, db: DbDep, operator: Operator) -> HouseholdCreated:
-    """Enrol a household. The resident token and webhook secret are shown only here."""
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=HouseholdCreated,
+    responses={422: {"description": "invalid fields, or farther than 50 m from every street"}},
+)
+async def enrol_household(
+    body: HouseholdCreate, db: DbDep, operator: Operator, segment_cache: SegmentCacheDep
+) -> HouseholdCreated:
+    """Enrol a household. It is tied to its nearest street segment (within 50 m; refused
+    with 422 when farther; `segment_id` is null while no segments are imported). The
+    resident token and webhook secret are shown only here."""
+    snapshot = await segment_cache.get(db)
+    segment_id: str | None = None
+    if len(snapshot.index):
+        try:
+            segment_id = snapshot.index.snap(body.lat, body.lon).segment_id
+        except TooFarFromSegmentError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     household_id = new_id("hh")
     token = new_token()
     webhook_secret = new_webhook_secret() if body.webhook_url else None
@@ -43,7 +62,7 @@ async def enrol_household(body: HouseholdCreate, db: DbDep, operator: Operator) 
             night_window=body.night_window,
             webhook_url=str(body.webhook_url) if body.webhook_url else None,
             webhook_secret=webhook_secret,
-            segment_id=None,
+            segment_id=segment_id,
             now_us=now,
         )
         await tokens.insert_token(
@@ -56,7 +75,7 @@ async def enrol_household(body: HouseholdCreate, db: DbDep, operator: Operator) 
         )  # fmt: skip
     return HouseholdCreated(
         household_id=household_id,
-        segment_id=None,
+        segment_id=segment_id,
         token=token,
         webhook_secret=webhook_secret,
         timezone=body.timezone,
@@ -124,3 +143,48 @@ async def provision_sensor(
             status_topic=status_topic(sensor_id),
         ),
     )
+
+
+@router.delete(
+    "/{household_id}",
+    responses={404: {"description": "no such household"},
+               503: {"description": "broker unreachable"}},
+)  # fmt: skip
+async def unenrol_household(
+    household_id: str, db: DbDep, admin: AdminDep, operator: Operator
+) -> dict[str, object]:
+    """Unenrol: erase the household's personal data (name, location, webhook), revoke its
+    tokens, retire its sensors (broker credentials deleted at once) and delete its raw
+    events. Its resolved alerts are first copied, anonymously, to the incidents that feed
+    the grades, so its incident counts stay. Repeating the call is harmless."""
+    state = await households.household_state(db.reader, household_id)
+    if state is False:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"household {household_id!r} not found")
+    if state is not None:
+        return {"household_id": household_id, "status": "unenrolled", "already": True}
+    now = now_us()
+    retired: list[str] = []
+    try:
+        async with db.write() as conn:
+            incidents = await segment_store.sync_incidents(conn, now, household_id)
+            for row in await sensors.list_household_sensors(conn, household_id):
+                if await sensors.retire_sensor(conn, row.sensor_id, now):
+                    retired.append(row.sensor_id)
+            erased = await households.erase_household(conn, household_id, now)
+            await audit.record(conn, now, operator.actor, "household.unenrol", household_id,
+                               {"sensors_retired": retired, "incidents_kept": incidents,
+                                "erased": erased})  # fmt: skip
+            # inside the transaction: if the broker refuses, nothing is erased yet
+            for row in await sensors.list_household_sensors(conn, household_id):
+                await admin.delete_sensor(row.sensor_id)
+    except (DynsecError, BrokerUnavailable) as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"broker: {exc}") from None
+    log.info("household unenrolled", extra={"household_id": household_id})
+    return {
+        "household_id": household_id,
+        "status": "unenrolled",
+        "already": False,
+        "sensors_retired": retired,
+        "incidents_kept": incidents,
+        "erased": erased,
+    }

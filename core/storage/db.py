@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -96,13 +97,95 @@ async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Con
         await conn.execute("COMMIT")
 
 
+class _Rows:
+    """A cursor whose rows were all fetched at once (so its statement is finished)."""
+
+    def __init__(self, rows: list[Any], description: Any, rowcount: int) -> None:
+        self._rows = rows
+        self._i = 0
+        self.description = description
+        self.rowcount = rowcount
+
+    async def fetchone(self) -> Any:
+        if self._i >= len(self._rows):
+            return None
+        self._i += 1
+        return self._rows[self._i - 1]
+
+    async def fetchall(self) -> list[Any]:
+        rest, self._i = self._rows[self._i :], len(self._rows)
+        return rest
+
+    async def fetchmany(self, size: int = 1) -> list[Any]:
+        chunk = self._rows[self._i : self._i + size]
+        self._i += len(chunk)
+        return chunk
+
+    def __aiter__(self) -> _Rows:
+        return self
+
+    async def __anext__(self) -> Any:
+        row = await self.fetchone()
+        if row is None:
+            raise StopAsyncIteration
+        return row
+
+    async def close(self) -> None:
+        return None
+
+    async def __aenter__(self) -> _Rows:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+
+class _Read:
+    def __init__(self, reader: SerialReader, sql: str, params: Any) -> None:
+        self.reader, self.sql, self.params = reader, sql, params
+
+    async def _run(self) -> _Rows:
+        async with self.reader.lock:
+            cursor = await self.reader.conn.execute(self.sql, self.params)
+            try:
+                rows = list(await cursor.fetchall())
+                return _Rows(rows, cursor.description, cursor.rowcount)
+            finally:
+                await cursor.close()
+
+    def __await__(self) -> Any:
+        return self._run().__await__()
+
+    async def __aenter__(self) -> _Rows:
+        return await self._run()
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+
+class SerialReader:
+    """The read connection, one statement at a time, each read to the end before the next
+    starts. Interleaved half-read cursors would keep one read transaction open and serve
+    an old snapshot (a household enrolled a moment ago would be 'not found')."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+        self.lock = asyncio.Lock()
+
+    def execute(self, sql: str, params: Any = ()) -> _Read:
+        return _Read(self, sql, params)
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
 class Database:
     """One writer connection (writes serialised by a lock, each in BEGIN IMMEDIATE) and
     one reader connection, as datasette does. For apps with concurrent requests."""
 
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
         self.writer = writer
-        self.reader = reader
+        self.reader: Any = SerialReader(reader)
         self._lock = asyncio.Lock()
 
     @classmethod

@@ -54,3 +54,54 @@ async def get_household(conn: aiosqlite.Connection, household_id: str) -> Househ
     ) as cur:
         row = await cur.fetchone()
     return None if row is None else HouseholdRow(*row)
+
+
+async def household_state(conn: aiosqlite.Connection, household_id: str) -> int | bool | None:
+    """False when the household never existed, None while enrolled, else `unenrolled_us`."""
+    async with conn.execute(
+        "SELECT unenrolled_us FROM households WHERE household_id = ?", (household_id,)
+    ) as cur:
+        row = await cur.fetchone()
+    if row is None:
+        return False
+    return None if row[0] is None else int(row[0])
+
+
+async def erase_household(
+    conn: aiosqlite.Connection, household_id: str, now_us: int
+) -> dict[str, int]:
+    """Unenrol: erase the household's personal data (inside the caller's write transaction).
+
+    The row stays as an anonymous tombstone (ids referenced by alerts): name blanked,
+    location zeroed, webhook and its secret removed, segment link dropped. Its tokens are
+    revoked; raw door events, heartbeat rollups, dead letters of its sensors, arming
+    history, learned routine, timers and undelivered notifications are deleted. Alerts
+    stay (they carry no personal data); its resolved alerts must already have been copied
+    to the anonymous incidents table. Sensors are retired by the caller (broker first).
+    """
+    counts: dict[str, int] = {}
+    pks_sql = "SELECT sensor_pk FROM sensors WHERE household_id = ?"
+    ids_sql = "SELECT sensor_id FROM sensors WHERE household_id = ?"
+    for name, sql in (
+        ("events", f"DELETE FROM events WHERE sensor_pk IN ({pks_sql})"),
+        ("heartbeat_days", f"DELETE FROM heartbeat_days WHERE sensor_pk IN ({pks_sql})"),
+        ("dead_letters", f"DELETE FROM dead_letters WHERE sensor_id IN ({ids_sql})"),
+        ("mode_changes", "DELETE FROM mode_changes WHERE household_id = ?"),
+        ("routines", "DELETE FROM routines WHERE household_id = ?"),
+        ("timers", "DELETE FROM timers WHERE household_id = ?"),
+        ("notifications", "DELETE FROM outbox WHERE household_id = ? AND state = 'pending'"),
+        ("notification_urls", "UPDATE outbox SET url = NULL WHERE household_id = ?"),
+        (
+            "tokens",
+            "UPDATE tokens SET revoked_us = ? WHERE household_id = ? AND revoked_us IS NULL",
+        ),
+    ):
+        params: tuple[object, ...] = (household_id,) if name != "tokens" else (now_us, household_id)
+        cur = await conn.execute(sql, params)
+        counts[name] = max(cur.rowcount, 0)
+    await conn.execute(
+        "UPDATE households SET name = '', lat = 0, lon = 0, webhook_url = NULL,"
+        " webhook_secret = NULL, segment_id = NULL, unenrolled_us = ? WHERE household_id = ?",
+        (now_us, household_id),
+    )
+    return counts

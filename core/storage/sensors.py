@@ -94,19 +94,6 @@ async def retire_sensor(conn: aiosqlite.Connection, sensor_id: str, now_us: int)
     return cur.rowcount > 0
 
 
-async def mark_silent_sensors_offline(
-    conn: aiosqlite.Connection, silent_since_us: int, now_us: int
-) -> list[str]:
-    """Sensors online but not heard from since `silent_since_us` (missed heartbeats)."""
-    async with conn.execute(
-        "UPDATE sensors SET status = 'offline', status_reason = 'heartbeat_missed',"
-        " status_us = ? WHERE retired_us IS NULL AND status IN ('online', 'unknown')"
-        " AND COALESCE(last_received_us, created_us) < ? RETURNING sensor_id",
-        (now_us, silent_since_us),
-    ) as cur:
-        return [r[0] for r in await cur.fetchall()]
-
-
 async def count_sensors_by_status(conn: aiosqlite.Connection) -> dict[str, int]:
     async with conn.execute("SELECT status, COUNT(*) FROM sensors GROUP BY status") as cur:
         return {r[0]: r[1] for r in await cur.fetchall()}
