@@ -17,6 +17,14 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
     $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
   fi
 fi
+# The browser tests drive Debian's chromium (never a browser downloaded by a test tool).
+if [ "${ANSIM_SETUP_BROWSER:-0}" = "1" ] && ! command -v chromium >/dev/null 2>&1; then
+  step "installing chromium from Debian packages (browser tests)"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
 for tool in mosquitto_ctrl; do
   command -v "$tool" >/dev/null 2>&1 || { echo "setup: $tool missing after install" >&2; exit 1; }
 done

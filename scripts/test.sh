@@ -3,7 +3,7 @@
 # real SQLite files and the API under a real server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+ANSIM_SETUP_BROWSER=1 ./scripts/setup.sh
 echo "[test] ruff" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
