@@ -56,6 +56,12 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=250, help="sensors connecting at a time")
     p.add_argument("--http-concurrency", type=int, default=16)
     p.add_argument("--settle", type=float, default=2.0, help="seconds before reading alerts")
+    p.add_argument(
+        "--no-respond",
+        action="store_true",
+        help="leave alerts unanswered (by default residents answer false alarms 'it was me'"
+        " and operators resolve injected incidents 'confirmed', from the ground truth)",
+    )
     p.add_argument("--dry-run", action="store_true", help="plan only: counts and digest")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -100,7 +106,7 @@ def _simulate(settings: Settings, argv: list[str]) -> int:
         token=args.token, rate=args.rate, duration_s=args.duration, door_log=args.door_log,
         connect_batch=args.batch, http_concurrency=args.http_concurrency,
         settle_s=args.settle, progress=not args.no_progress, dry_run=args.dry_run,
-        timezone=settings.timezone,
+        timezone=settings.timezone, respond=not args.no_respond,
     )  # fmt: skip
     _raise_fd_limit()
     try:

@@ -1,87 +1,60 @@
-"""`ansim up --demo`: a small fleet in real time, enrolled through the API like an
-operator would, so the console and the API have live data."""
+"""`ansim up --demo`: the demo district and a small fleet living in real time.
+
+1. If no street segments are imported yet, the generated demo district of
+   Yeongdeungpo-gu (~60,000 10 m segments inside the real dong polygons,
+   `core.district`) is imported through the API, as an operator would.
+2. A fleet of `ANSIM_DEMO_HOUSEHOLDS` seeded personas is enrolled on those streets and
+   lives its routines in real time against the live backend (`ansim simulate --speed 1`
+   with the incident scenario), so the console has sensors, events and the odd alert.
+"""
 
 from __future__ import annotations
 
 import logging
-import random
-import signal
-import threading
-import time
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import httpx
 
-from core.models import EventType
-from core.settings import Settings
-from simulator.device import VirtualSensor
+from core.district import generate_district_geojson
+from core.settings import REPO_ROOT, Settings
 
 log = logging.getLogger("ansim.demo")
 
-# around Yeongdeungpo-gu (district bounding box lon 126.88–126.95, lat 37.48–37.55)
-_BBOX = (126.8816, 37.4822, 126.9525, 37.5474)
+# the district's middle, around Yeongdeungpo-gu office
+_PROBE_BBOX = "126.89,37.50,126.93,37.53"
 
 
-def enrol_fleet(
-    api: httpx.Client, n: int, rng: random.Random
-) -> list[tuple[str, dict[str, object]]]:
-    fleet = []
-    for i in range(n):
-        lon = rng.uniform(_BBOX[0], _BBOX[2])
-        lat = rng.uniform(_BBOX[1], _BBOX[3])
-        r = api.post(
-            "/api/v1/households", json={"name": f"Demo household {i + 1}", "lat": lat, "lon": lon}
-        )
-        r.raise_for_status()
-        hh = r.json()["household_id"]
-        r = api.post(f"/api/v1/households/{hh}/sensors", json={})
-        r.raise_for_status()
-        fleet.append((hh, r.json()))
-    return fleet
+def ensure_district(api: httpx.Client) -> int:
+    """Import the demo district unless segments exist; returns segments imported."""
+    r = api.get("/api/v1/segments", params={"bbox": _PROBE_BBOX})
+    r.raise_for_status()
+    if r.json().get("features"):
+        return 0
+    district = generate_district_geojson()
+    log.info("importing the demo district", extra={"segments": len(district["features"])})
+    r = api.post("/api/v1/segments/import", json=district, timeout=120)
+    r.raise_for_status()
+    return len(district["features"])
 
 
 def run_demo(settings: Settings) -> int:
     if not settings.api_token:
         log.error("the demo fleet needs ANSIM_API_TOKEN (an operator token)")
         return 2
-    rng = random.Random(20261121)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     with httpx.Client(
         base_url=settings.api_base_url,
         headers={"Authorization": f"Bearer {settings.api_token}"},
-        timeout=10,
+        timeout=30,
     ) as api:
-        fleet = enrol_fleet(api, settings.demo_households, rng)
-    sensors = []
-    for _hh, prov in fleet:
-        mqtt_info = prov["mqtt"]
-        assert isinstance(mqtt_info, dict)
-        s = VirtualSensor(
-            str(prov["sensor_id"]), settings.mqtt_host, int(mqtt_info["port"]),
-            str(mqtt_info["password"]), boot=rng.randint(1, 20), battery=rng.uniform(40, 100),
-            rssi=rng.randint(-85, -45),
-        )  # fmt: skip
-        s.start()
-        sensors.append(s)
-    log.info("demo fleet online", extra={"sensors": len(sensors)})
-    zone = ZoneInfo(settings.timezone)
-    next_heartbeat = {s.sensor_id: time.monotonic() + rng.uniform(1, 30) for s in sensors}
-    next_door = {s.sensor_id: time.monotonic() + rng.uniform(5, 120) for s in sensors}
-    while not stop.wait(1.0):
-        now = time.monotonic()
-        for s in sensors:
-            if now >= next_heartbeat[s.sensor_id]:
-                s.battery = max(0.0, s.battery - 0.01)
-                s.publish(EventType.HEARTBEAT, datetime.now(zone))
-                next_heartbeat[s.sensor_id] = now + settings.heartbeat_interval_s
-            if now >= next_door[s.sensor_id]:
-                s.publish(EventType.OPEN, datetime.now(zone))
-                time.sleep(0.05)
-                s.publish(EventType.CLOSE, datetime.now(zone))
-                next_door[s.sensor_id] = now + rng.expovariate(1 / 300)
-    for s in sensors:
-        s.stop()
-    return 0
+        imported = ensure_district(api)
+    if imported:
+        log.info("demo district imported", extra={"segments": imported})
+    from simulator.__main__ import main as simulate
+
+    scenario = REPO_ROOT / "scenarios" / "incident-month.yaml"
+    return simulate(
+        [
+            "--households", str(settings.demo_households), "--days", "365", "--speed", "1",
+            "--seed", "20261121", "--scenario", str(scenario),
+            "--no-progress",
+        ]
+    )  # fmt: skip

@@ -27,6 +27,7 @@ A sidecar `TRUTH.run.json` keeps what `ansim simulate score` needs to score agai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import heapq
 import json
@@ -59,7 +60,7 @@ from simulator.scenario import (
     plan_fleet,
     plan_household,
 )
-from simulator.scoring import percentile, score_run
+from simulator.scoring import matches, percentile, score_run
 from simulator.truth import TruthRecord, TruthWriter, bind_ids, read_truth, with_sent_at
 
 log = logging.getLogger("ansim.simulator")
@@ -96,6 +97,8 @@ class RunOptions:
     progress: bool = True
     dry_run: bool = False
     timezone: str = "Asia/Seoul"
+    respond: bool = True  # answer alerts as residents and operators do
+    respond_every_s: float = 1.0
 
 
 @dataclass
@@ -217,6 +220,87 @@ async def check_health(api: httpx.AsyncClient, speed: float, progress: Progress)
     return mode
 
 
+async def street_location(
+    api: httpx.AsyncClient, lat: float, lon: float
+) -> tuple[float, float] | None:
+    """The street vertex nearest to (lat, lon), from the imported segments."""
+    for radius in (0.002, 0.006, 0.02):
+        bbox = f"{lon - radius},{lat - radius},{lon + radius},{lat + radius}"
+        r = await api.get("/api/v1/segments", params={"bbox": bbox})
+        if r.status_code != 200:
+            return None
+        best: tuple[float, float, float] | None = None
+        for feature in r.json().get("features", []):
+            for x, y in feature["geometry"]["coordinates"]:
+                d = (x - lon) ** 2 + (y - lat) ** 2
+                if best is None or d < best[0]:
+                    best = (d, y, x)
+        if best is not None:
+            return best[1], best[2]
+    return None
+
+
+async def respond_to_alerts(
+    api: httpx.AsyncClient,
+    truth: list[TruthRecord],
+    household_ids: set[str],
+    opts: RunOptions,
+    stop: asyncio.Event,
+    counters: Counters,
+) -> None:
+    """The residents and the ward operators of the simulated fleet: every `respond_every_s`
+    of wall time, open alerts of this fleet are answered from the ground truth — one that an
+    injected incident explains is resolved `confirmed` by the operator (an incident, for the
+    grades); any other gets the resident's "it was me" (`false_alarm`, which her routine
+    model learns). Without answers, unresolved intrusions would teach a household's model
+    at half weight, as they do in real life when nobody answers."""
+    by_household: dict[str, list[TruthRecord]] = {}
+    for record in truth:
+        if record.household_id is not None:
+            by_household.setdefault(record.household_id, []).append(record)
+    answered: set[str] = set()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), opts.respond_every_s)
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"state": "open", "limit": 1000}
+            if cursor:
+                params["cursor"] = cursor
+            try:
+                r = await api.get("/api/v1/alerts", params=params)
+            except httpx.HTTPError:
+                counters.http_errors += 1
+                break
+            if r.status_code != 200:
+                break
+            page = r.json()
+            for alert in page["data"]:
+                aid = str(alert["alert_id"])
+                if aid in answered or alert["household_id"] not in household_ids:
+                    continue
+                records = by_household.get(str(alert["household_id"]), [])
+                incident = any(
+                    rec.category == "incident" and matches(alert, rec, opts.speed)
+                    for rec in records
+                )
+                if incident:
+                    resp = await api.post(
+                        f"/api/v1/alerts/{aid}/resolve", json={"resolution": "confirmed"}
+                    )
+                else:
+                    resp = await api.post(
+                        f"/api/v1/alerts/{aid}/answer", json={"answer": "it_was_me"}
+                    )
+                if resp.status_code in (200, 409):
+                    answered.add(aid)
+                else:
+                    counters.http_errors += 1
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+
+
 async def enrol_fleet(
     api: httpx.AsyncClient,
     settings: Settings,
@@ -238,6 +322,13 @@ async def enrol_fleet(
                 "night_window": str(h.night_window),
             }
             r = await api.post("/api/v1/households", json=body)
+            if r.status_code == 422 and "street" in r.text:
+                # segments are imported and her random spot is off the streets: move her
+                # to the nearest street vertex (deterministic for the same district)
+                spot = await street_location(api, h.lat, h.lon)
+                if spot is not None:
+                    body["lat"], body["lon"] = spot
+                    r = await api.post("/api/v1/households", json=body)
             if r.status_code != 201:
                 raise SimulationError(f"enrolling {h.key} failed: {r.status_code} {r.text}")
             household_id = str(r.json()["household_id"])
@@ -516,7 +607,20 @@ async def run_async(settings: Settings, opts: RunOptions) -> dict[str, Any]:
             events_sent, sent_at, wall_s, lag_max = load.events_sent, {}, load.wall_s, 0.0
             plan_summary = None
         else:
+            responder_stop = asyncio.Event()
+            responder = None
+            if opts.respond:
+                bound = {k: (c.household_id, c.sensor_id) for k, c in ids.items()}
+                responder = asyncio.create_task(
+                    respond_to_alerts(
+                        api, bind_ids(prep.truth, bound), {c.household_id for c in ids.values()},
+                        opts, responder_stop, counters,
+                    )
+                )  # fmt: skip
             published = await publish_plan(prep, fleet, ids, api, opts, progress)
+            responder_stop.set()
+            if responder is not None:
+                await responder
             plan_summary = published.summary
             door_expected, hb_expected = plan_summary.door_events, plan_summary.heartbeats
             events_sent, sent_at = plan_summary.events, published.sent_at

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -28,6 +29,7 @@ class Receiver:
                             "raw": raw,
                             "json": json.loads(raw) if raw else None,
                             "answered": code,
+                            "at": time.time(),
                         }
                     )
                 self.send_response(code)

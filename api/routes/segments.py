@@ -151,6 +151,47 @@ async def _published(
     return [(s, _public(s, rows.get(s.segment_id), behind.get(s.segment_id, 0), k)) for s in chosen]
 
 
+class _FeatureCache:
+    """Each segment's published feature, serialised once and reused until the segments,
+    the grades (a new recompute) or the enrolled households (k-anonymity) change. A 1 km²
+    bbox then costs an index query and a string join instead of ~3,000 rows read,
+    dicts built and JSON encoded."""
+
+    def __init__(self) -> None:
+        self.key: tuple[Any, ...] | None = None
+        self.by_pos: dict[int, str] = {}
+
+    async def get(
+        self, db: Database, snapshot: SegmentSnapshot, positions: list[int], k: int
+    ) -> list[str]:
+        async with db.reader.execute(
+            "SELECT (SELECT COALESCE(MAX(run_id), 0) FROM grade_runs WHERE state = 'done'),"
+            " (SELECT COUNT(*) FROM households WHERE unenrolled_us IS NULL),"
+            " (SELECT COALESCE(MAX(created_us), 0) FROM households),"
+            " (SELECT COALESCE(MAX(unenrolled_us), 0) FROM households),"
+            " (SELECT COUNT(*) FROM households WHERE segment_id IS NOT NULL)"
+        ) as cur:
+            row = await cur.fetchone()
+        key = (snapshot.version, id(snapshot), k, *tuple(row or ()))
+        if key != self.key:
+            self.key, self.by_pos = key, {}
+        missing = [p for p in positions if p not in self.by_pos]
+        for start in range(0, len(missing), 5000):
+            chunk = missing[start : start + 5000]
+            items = await _published(db, snapshot, chunk, k)
+            for pos, (seg, props) in zip(chunk, items, strict=True):
+                geometry = {"type": "LineString", "coordinates": [list(p) for p in seg.coords]}
+                self.by_pos[pos] = json.dumps(
+                    {"type": "Feature", "geometry": geometry, "properties": props},
+                    ensure_ascii=False,
+                    separators=(",", ":"),
+                )
+        return [self.by_pos[p] for p in positions]
+
+
+_FEATURES = _FeatureCache()
+
+
 def _feature_collection(items: list[tuple[Segment, dict[str, Any]]]) -> dict[str, Any]:
     return {
         "type": "FeatureCollection",
@@ -282,10 +323,14 @@ async def list_segments(
     k = _grade_settings(request).k
     snapshot = await cache.get(db)
     positions = None if box is None else snapshot.index.query_bbox(*box).tolist()
-    items = await _published(db, snapshot, positions, k)
-    fc = _feature_collection(items)
-    fc["k"] = k
-    return _json(fc, GEOJSON)
+    if positions is None:
+        items = await _published(db, snapshot, positions, k)
+        fc = _feature_collection(items)
+        fc["k"] = k
+        return _json(fc, GEOJSON)
+    features = await _FEATURES.get(db, snapshot, positions, k)
+    body = '{"type":"FeatureCollection","features":[' + ",".join(features) + f'],"k":{k}}}'
+    return Response(body, media_type=GEOJSON)
 
 
 @router.get("/segments/{segment_id}/history", responses={404: {"description": "no such segment"}})
