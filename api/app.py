@@ -17,6 +17,7 @@ from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.routes import alerts, dead_letters, health, households, modes, segments, sensors
+from api.routes import console as console_routes
 from core.broker.dynsec import BrokerUnavailable, DynsecAdmin
 from core.broker.mosquitto import load_or_create_credentials
 from core.settings import Settings
@@ -140,4 +141,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(modes.router)
     app.include_router(alerts.router)
     app.include_router(segments.router)
+    app.include_router(console_routes.router)
     return app

@@ -18,12 +18,14 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   fi
 fi
 # The browser tests drive Debian's chromium (never a browser downloaded by a test tool).
-if [ "${ANSIM_SETUP_BROWSER:-0}" = "1" ] && ! command -v chromium >/dev/null 2>&1; then
-  step "installing chromium from Debian packages (browser tests)"
+# A Korean font too: the console is Korean by default and screenshots must be legible.
+if [ "${ANSIM_SETUP_BROWSER:-0}" = "1" ] && { ! command -v chromium >/dev/null 2>&1 \
+     || ! dpkg -s fonts-nanum >/dev/null 2>&1; }; then
+  step "installing chromium and a Korean font from Debian packages (browser tests)"
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium fonts-nanum >/dev/null
 fi
 for tool in mosquitto_ctrl; do
   command -v "$tool" >/dev/null 2>&1 || { echo "setup: $tool missing after install" >&2; exit 1; }

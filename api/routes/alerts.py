@@ -27,7 +27,7 @@ from core.rules import (
 )
 from core.storage import alerts as alert_rows
 from core.storage import households
-from core.storage.alerting import _alert_view
+from core.storage.alerting import alert_view
 from core.storage.outbox import list_notifications
 from core.storage.tokens import Principal
 from core.timeutil import from_us, rfc3339
@@ -248,7 +248,7 @@ async def _transition(
                         status.HTTP_409_CONFLICT, f"alert {alert_id} is already escalated"
                     )
             elif action == "acknowledge":
-                t = acknowledge_alert(_alert_view(row), at, principal.actor)
+                t = acknowledge_alert(alert_view(row), at, principal.actor)
                 await alert_rows.set_state(
                     conn, row, to_state=str(t.to_state), action="acknowledge",
                     actor=principal.actor, now_us=now_us(),
@@ -256,7 +256,7 @@ async def _transition(
             else:
                 assert resolution is not None
                 hh = await households.get_household(conn, row.household_id)
-                t = resolve_alert(_alert_view(row), resolution, at, principal.actor,
+                t = resolve_alert(alert_view(row), resolution, at, principal.actor,
                                   _household_state(hh, row.household_id))  # fmt: skip
                 await alert_rows.set_state(conn, row, to_state=str(t.to_state), action="resolve",
                                            actor=principal.actor, now_us=now_us(),

@@ -7,13 +7,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from api.deps import DbDep, SettingsDep
 from api.schemas import Health
+from core.storage.alerts import count_alerts
 from core.storage.dead_letters import count_dead_letters
+from core.storage.outbox import count_notifications
 from core.storage.sensors import count_sensors_by_status
 
 router = APIRouter(tags=["health"])
 
 SENSORS = Gauge("ansim_sensors", "Provisioned sensors by status", ["status"])
 DEAD = Gauge("ansim_dead_letters", "Dead letters stored, by reason", ["reason"])
+ALERTS = Gauge("ansim_alerts", "Alerts by kind and state", ["kind", "state"])
+OUTBOX = Gauge("ansim_notifications", "Notifications by state", ["state"])
 
 
 @router.get("/healthz", response_model=Health)
@@ -39,4 +43,8 @@ async def metrics(db: DbDep) -> Response:
         SENSORS.labels(state).set(n)
     for reason, n in (await count_dead_letters(db.reader)).items():
         DEAD.labels(reason).set(n)
+    for (kind, state), n in (await count_alerts(db.reader)).items():
+        ALERTS.labels(kind, state).set(n)
+    for state, n in (await count_notifications(db.reader)).items():
+        OUTBOX.labels(state).set(n)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -164,15 +164,7 @@ class _FeatureCache:
     async def get(
         self, db: Database, snapshot: SegmentSnapshot, positions: list[int], k: int
     ) -> list[str]:
-        async with db.reader.execute(
-            "SELECT (SELECT COALESCE(MAX(run_id), 0) FROM grade_runs WHERE state = 'done'),"
-            " (SELECT COUNT(*) FROM households WHERE unenrolled_us IS NULL),"
-            " (SELECT COALESCE(MAX(created_us), 0) FROM households),"
-            " (SELECT COALESCE(MAX(unenrolled_us), 0) FROM households),"
-            " (SELECT COUNT(*) FROM households WHERE segment_id IS NOT NULL)"
-        ) as cur:
-            row = await cur.fetchone()
-        key = (snapshot.version, id(snapshot), k, *tuple(row or ()))
+        key = (snapshot.version, id(snapshot), k, *await segment_store.publish_version(db.reader))
         if key != self.key:
             self.key, self.by_pos = key, {}
         missing = [p for p in positions if p not in self.by_pos]

@@ -128,7 +128,7 @@ class HouseholdCtx:
         return self.routine
 
 
-def _alert_view(r: alert_rows.AlertRow) -> AlertView:
+def alert_view(r: alert_rows.AlertRow) -> AlertView:
     recipients = frozenset(Recipient(x) for x in r.recipients.split(",") if x)
     return AlertView(
         alert_id=r.alert_id,
@@ -235,7 +235,7 @@ class AlertEngine:
         for row in await alert_rows.open_alerts_for(self.conn, ids):
             c = self.ctx.get(row.household_id)
             if c is not None:
-                c.alerts.append(_alert_view(row))
+                c.alerts.append(alert_view(row))
         async with self.conn.execute(
             f"SELECT household_id, model FROM routines WHERE household_id IN ({marks})", ids
         ) as cur:

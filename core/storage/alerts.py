@@ -243,3 +243,8 @@ async def alert_history(conn: aiosqlite.Connection, alert_id: str) -> list[dict[
              "detail": json.loads(r[5] or "{}")}
             for r in await cur.fetchall()
         ]  # fmt: skip
+
+
+async def count_alerts(conn: aiosqlite.Connection) -> dict[tuple[str, str], int]:
+    async with conn.execute("SELECT kind, state, COUNT(*) FROM alerts GROUP BY kind, state") as cur:
+        return {(r[0], r[1]): r[2] for r in await cur.fetchall()}

@@ -121,3 +121,8 @@ async def list_notifications(
                 for a, t, s, e, d in await cur.fetchall()
             ]
     return rows
+
+
+async def count_notifications(conn: aiosqlite.Connection) -> dict[str, int]:
+    async with conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state") as cur:
+        return {r[0]: r[1] for r in await cur.fetchall()}

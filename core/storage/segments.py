@@ -701,3 +701,17 @@ async def segment_history(
 async def segment_exists(conn: aiosqlite.Connection, segment_id: str) -> bool:
     async with conn.execute("SELECT 1 FROM segments WHERE segment_id = ?", (segment_id,)) as cur:
         return await cur.fetchone() is not None
+
+
+async def publish_version(conn: aiosqlite.Connection) -> tuple[int, ...]:
+    """Changes whenever what `GET /segments` publishes may change: a finished recompute,
+    or households enrolled, unenrolled or tied to segments (k-anonymity)."""
+    async with conn.execute(
+        "SELECT (SELECT COALESCE(MAX(run_id), 0) FROM grade_runs WHERE state = 'done'),"
+        " (SELECT COUNT(*) FROM households WHERE unenrolled_us IS NULL),"
+        " (SELECT COALESCE(MAX(created_us), 0) FROM households),"
+        " (SELECT COALESCE(MAX(unenrolled_us), 0) FROM households),"
+        " (SELECT COUNT(*) FROM households WHERE segment_id IS NOT NULL)"
+    ) as cur:
+        row = await cur.fetchone()
+    return tuple(int(v) for v in (row or ()))
