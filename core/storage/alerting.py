@@ -410,47 +410,66 @@ class AlertEngine:
 
     # writing back -------------------------------------------------------------------
     async def flush(self) -> None:
+        """Write back what changed, a few `executemany` calls for the whole batch (each
+        awaited statement is a round trip to the database thread)."""
+        doors: list[tuple[int | None, int | None, str]] = []
+        silent: list[tuple[int, str]] = []
+        deleted: list[tuple[str]] = []
+        upserts: list[tuple[str, str, str, str, int, int, int]] = []
+        routines: list[tuple[str, str, int]] = []
         for c in self.ctx.values():
             for sid in c.sensors_dirty | c.silent:
-                s = c.sensors.get(sid)
-                if s is None:
-                    continue
-                await self.conn.execute(
-                    "UPDATE sensors SET door_open_since_us = ?, door_changed_us = ?"
-                    " WHERE sensor_id = ?",
-                    (None if s.door_open_since is None else to_us(s.door_open_since),
-                     None if s.door_changed_at is None else to_us(s.door_changed_at), sid),
-                )  # fmt: skip
-            for sid in c.silent:
-                await self.conn.execute(
-                    "UPDATE sensors SET status = 'offline', status_reason = 'heartbeat_missed',"
-                    " status_us = ? WHERE sensor_id = ? AND status != 'retired'",
-                    (self.wall_now_us, sid),
-                )
+                sensor = c.sensors.get(sid)
+                if sensor is not None:
+                    doors.append(
+                        (None if sensor.door_open_since is None else to_us(sensor.door_open_since),
+                         None if sensor.door_changed_at is None else to_us(sensor.door_changed_at),
+                         sid)
+                    )  # fmt: skip
+            silent += [(self.wall_now_us, sid) for sid in c.silent]
             for key in c.checks_dirty:
                 check = c.checks.get(key)
                 if check is None:
-                    await self.conn.execute("DELETE FROM timers WHERE key = ?", (key,))
+                    deleted.append((key,))
                 else:
-                    await self.conn.execute(
-                        "INSERT INTO timers (key, household_id, sensor_id, kind, event_us, due_us,"
-                        " created_us) VALUES (?,?,?,?,?,?,?) ON CONFLICT (key) DO UPDATE SET"
-                        " kind = excluded.kind, event_us = excluded.event_us,"
-                        " due_us = excluded.due_us",
+                    upserts.append(
                         (key, check.household_id, check.sensor_id, str(check.kind),
-                         to_us(check.event_at), to_us(check.due_at), self.wall_now_us),
+                         to_us(check.event_at), to_us(check.due_at), self.wall_now_us)
                     )  # fmt: skip
             if c.routine_dirty and c.routine is not None:
-                await self.conn.execute(
-                    "INSERT INTO routines (household_id, model, updated_us) VALUES (?,?,?)"
-                    " ON CONFLICT (household_id) DO UPDATE SET model = excluded.model,"
-                    " updated_us = excluded.updated_us",
-                    (c.household_id, json.dumps(c.routine.to_dict()), self.wall_now_us),
-                )
+                routines.append((c.household_id, json.dumps(c.routine.to_dict()), self.wall_now_us))
             c.sensors_dirty.clear()
             c.silent.clear()
             c.checks_dirty.clear()
             c.routine_dirty = False
+        if doors:
+            await self.conn.executemany(
+                "UPDATE sensors SET door_open_since_us = ?, door_changed_us = ?"
+                " WHERE sensor_id = ?",
+                doors,
+            )
+        if silent:
+            await self.conn.executemany(
+                "UPDATE sensors SET status = 'offline', status_reason = 'heartbeat_missed',"
+                " status_us = ? WHERE sensor_id = ? AND status != 'retired'",
+                silent,
+            )
+        if deleted:
+            await self.conn.executemany("DELETE FROM timers WHERE key = ?", deleted)
+        if upserts:
+            await self.conn.executemany(
+                "INSERT INTO timers (key, household_id, sensor_id, kind, event_us, due_us,"
+                " created_us) VALUES (?,?,?,?,?,?,?) ON CONFLICT (key) DO UPDATE SET"
+                " kind = excluded.kind, event_us = excluded.event_us, due_us = excluded.due_us",
+                upserts,
+            )
+        if routines:
+            await self.conn.executemany(
+                "INSERT INTO routines (household_id, model, updated_us) VALUES (?,?,?)"
+                " ON CONFLICT (household_id) DO UPDATE SET model = excluded.model,"
+                " updated_us = excluded.updated_us",
+                routines,
+            )
 
 
 async def households_due(
