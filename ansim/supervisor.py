@@ -108,6 +108,7 @@ def run_up(settings: Settings, demo: bool, demo_token: str | None) -> int:
     lines = [
         "",
         "Ansim Door is up",
+        f"  console    {api}/   (sign in with a token)",
         f"  API        {api}   (OpenAPI {api}/docs, metrics {api}/metrics)",
         f"  broker     mqtt://{settings.mqtt_host}:{settings.mqtt_port}"
         f"  (log {settings.broker_dir / 'mosquitto.log'})",
