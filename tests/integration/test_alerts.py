@@ -242,3 +242,54 @@ def test_bridge_killed_between_event_and_delivery_delivers_exactly_once(
         sensor.stop()
     finally:
         stack.stop()
+
+
+def test_timers_door_left_open_and_silent_or_lost_sensor(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Live-mode timers on the wall clock: a door left open while armed, a sensor that stops
+    sending heartbeats, and one whose connection drops (Last Will) for longer than the grace."""
+    stack = Stack(
+        tmp_path,
+        ANSIM_HEARTBEAT_INTERVAL_S="1",
+        ANSIM_OFFLINE_GRACE_S="1",
+        ANSIM_DOOR_LEFT_OPEN_S="2",
+        ANSIM_RULES_TICK_MS="200",
+    )
+    stack.start()
+    try:
+        hh, prov, sensor = _household(stack, receiver, "/hh-timers")
+        with stack.api(hh["token"]) as resident:
+            resident.put(f"/api/v1/households/{hh['household_id']}/mode", json={"mode": "away"})
+        sensor.publish(EventType.OPEN, datetime.now(UTC)).wait_for_publish(5)
+        kinds = lambda: {a["kind"] for a in _alerts(stack, hh["household_id"])}  # noqa: E731
+        wait_until(lambda: "door_left_open" in kinds(), 15, what="door_left_open")
+        # silence: connected, but no heartbeat for 3 intervals + grace
+        wait_until(lambda: "sensor_offline" in kinds(), 20, what="silent sensor alert")
+        with stack.api() as op:
+            state = op.get(f"/api/v1/sensors/{prov['sensor_id']}").json()
+        assert state["status"] == "offline" and state["status_reason"] == "heartbeat_missed"
+        # a message brings it back online
+        sensor.publish(EventType.HEARTBEAT, datetime.now(UTC)).wait_for_publish(5)
+        with stack.api() as op:
+            wait_until(
+                lambda: op.get(f"/api/v1/sensors/{prov['sensor_id']}").json()["status"] == "online",
+                10,
+                what="back online",
+            )
+        sensor.stop()
+
+        hh2, _prov2, lost = _household(stack, receiver, "/hh-lost")
+        sock = lost.client.socket()
+        lost.client.loop_stop()
+        assert sock is not None
+        sock.close()  # power loss: the broker publishes the Last Will
+        wait_until(
+            lambda: [
+                a for a in _alerts(stack, hh2["household_id"]) if a["kind"] == "sensor_offline"
+            ],
+            15,
+            what="Last Will alert after the grace",
+        )
+    finally:
+        stack.stop()
