@@ -72,14 +72,7 @@ class Bridge:
         self.db_lock = asyncio.Lock()
         self.silent_us = int((3 * settings.heartbeat_interval_s + settings.offline_grace_s) * 1e6)
         self.replay = settings.time_mode is TimeMode.REPLAY
-        self.policy = build_policy(
-            entry_delay_s=settings.entry_delay_s,
-            door_left_open_s=settings.door_left_open_s,
-            escalation_delay_s=settings.escalation_delay_s,
-            battery_low_pct=settings.battery_low_pct,
-            heartbeat_interval_s=settings.heartbeat_interval_s,
-            offline_grace_s=settings.offline_grace_s,
-        )
+        self.policy = build_policy(settings)
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=username,

@@ -43,14 +43,7 @@ async def offline_sweep(db: Database, settings: Settings, now: datetime) -> list
             return []
         engine = AlertEngine(
             conn,
-            build_policy(
-                entry_delay_s=settings.entry_delay_s,
-                door_left_open_s=settings.door_left_open_s,
-                escalation_delay_s=settings.escalation_delay_s,
-                battery_low_pct=settings.battery_low_pct,
-                heartbeat_interval_s=settings.heartbeat_interval_s,
-                offline_grace_s=settings.offline_grace_s,
-            ),
+            build_policy(settings),
             settings.centre_webhook_url,
             now_us,
         )

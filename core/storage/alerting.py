@@ -53,6 +53,7 @@ from core.rules import (
     evaluate_mode_change,
     evaluate_status,
 )
+from core.settings import Settings
 from core.storage import alerts as alert_rows
 from core.storage.outbox import enqueue
 from core.timeutil import from_us, offset_minutes, rfc3339, to_us
@@ -60,22 +61,15 @@ from core.timeutil import from_us, offset_minutes, rfc3339, to_us
 MODE_HISTORY_KEEP = 64
 
 
-def build_policy(
-    *,
-    entry_delay_s: float,
-    door_left_open_s: float,
-    escalation_delay_s: float,
-    battery_low_pct: int,
-    heartbeat_interval_s: float,
-    offline_grace_s: float,
-) -> AlertPolicy:
+def build_policy(settings: Settings) -> AlertPolicy:
+    """The rules' delays and limits from the `ANSIM_` settings (SPEC's defaults)."""
     return AlertPolicy(
-        entry_delay=timedelta(seconds=entry_delay_s),
-        door_left_open_after=timedelta(seconds=door_left_open_s),
-        escalation_delay=timedelta(seconds=escalation_delay_s),
-        battery_threshold=battery_low_pct,
-        heartbeat_interval=timedelta(seconds=heartbeat_interval_s),
-        offline_grace=timedelta(seconds=offline_grace_s),
+        entry_delay=timedelta(seconds=settings.entry_delay_s),
+        door_left_open_after=timedelta(seconds=settings.door_left_open_s),
+        escalation_delay=timedelta(seconds=settings.escalation_delay_s),
+        battery_threshold=settings.battery_low_pct,
+        heartbeat_interval=timedelta(seconds=settings.heartbeat_interval_s),
+        offline_grace=timedelta(seconds=settings.offline_grace_s),
     )
 
 
