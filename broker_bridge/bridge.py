@@ -23,7 +23,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from broker_bridge import metrics
 from broker_bridge.mqtt_loop import AsyncioPaho
-from core.ingest import Classified, RawMessage, classify_batch, topic_sensor_ids
+from core.ingest import (
+    Accepted,
+    Classified,
+    DeadLetter,
+    RawMessage,
+    classify_batch,
+    topic_sensor_ids,
+)
 from core.models import SensorStatus, TimeMode
 from core.rules import DoorEvent, StatusChange
 from core.settings import Settings
@@ -288,7 +295,13 @@ class Bridge:
             if p.qos > 0 and p.generation == self.generation and self.connected.is_set():
                 self.client.ack(p.message.mid, p.qos)
 
-    def _account(self, result: StoreResult, dead: list, committed_us: int, events: list) -> None:  # type: ignore[type-arg]
+    def _account(
+        self,
+        result: StoreResult,
+        dead: list[DeadLetter],
+        committed_us: int,
+        events: list[Accepted],
+    ) -> None:
         self.totals["stored"] += result.stored
         self.totals["duplicates"] += result.duplicates
         self.totals["heartbeats"] += result.heartbeats

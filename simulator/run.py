@@ -676,13 +676,7 @@ async def run_async(settings: Settings, opts: RunOptions) -> dict[str, Any]:
             "alerts_api": alerts_api,
             "injections_skipped": list(prep.expansion.skipped[:50]),
             "run": {
-                "households": opts.households,
-                "days": opts.days,
-                "speed": opts.speed,
-                "seed": opts.seed,
-                "scenario": prep.scenario_name,
-                "start": prep.start.isoformat(),
-                "end": prep.end.isoformat(),
+                **_run_identity(opts, prep),
                 "backend_time_mode": time_mode,
                 "plan_digest": plan_summary.digest if plan_summary else None,
                 "plan_items": plan_summary.kinds if plan_summary else None,
@@ -741,6 +735,19 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1000, 2)
 
 
+def _run_identity(opts: RunOptions, prep: Prepared) -> dict[str, Any]:
+    """What identifies a run in its report (and makes it repeatable)."""
+    return {
+        "households": opts.households,
+        "days": opts.days,
+        "speed": opts.speed,
+        "seed": opts.seed,
+        "scenario": prep.scenario_name,
+        "start": prep.start.isoformat(),
+        "end": prep.end.isoformat(),
+    }
+
+
 def _dry_report(prep: Prepared, opts: RunOptions, summary: PlanSummary) -> dict[str, Any]:
     truth = prep.truth
     return {
@@ -752,13 +759,7 @@ def _dry_report(prep: Prepared, opts: RunOptions, summary: PlanSummary) -> dict[
         "faults_injected": sum(1 for r in truth if r.expected_alert is None),
         "injections_skipped": list(prep.expansion.skipped[:50]),
         "run": {
-            "households": opts.households,
-            "days": opts.days,
-            "speed": opts.speed,
-            "seed": opts.seed,
-            "scenario": prep.scenario_name,
-            "start": prep.start.isoformat(),
-            "end": prep.end.isoformat(),
+            **_run_identity(opts, prep),
             "plan_digest": summary.digest,
             "plan_items": summary.kinds,
         },

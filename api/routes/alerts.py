@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from api.deps import CurrentPrincipal, DbDep, Operator, SettingsDep, ensure_household_access
 from api.engine import alert_engine
 from api.timefmt import fmt_us, now_us
-from core.models import AlertKind, AlertState, Resolution, Role
+from core.models import AlertKind, AlertState, NightWindow, Resolution, Role
 from core.rules import (
     AlertTransitionError,
     HouseholdState,
@@ -210,8 +210,6 @@ async def get_alert(alert_id: str, db: DbDep, principal: CurrentPrincipal) -> di
 
 
 def _household_state(hh: households.HouseholdRow | None, household_id: str) -> HouseholdState:
-    from core.models import NightWindow
-
     if hh is None:
         return HouseholdState(household_id)
     return HouseholdState(
