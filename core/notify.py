@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import random
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 SIGNATURE_HEADER = "X-Ansim-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -31,6 +33,30 @@ class RetryPolicy:
         raw = min(self.cap_s, self.base_s * 2.0 ** min(attempts, 30))
         r: float = (rng or random).uniform(0.5, 1.0)
         return raw * r
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def webhook_url_problem(url: str, allow_http: bool) -> str | None:
+    """Why a webhook URL is refused, or None. Webhooks go over https:// (the certificate
+    is checked); http:// only to loopback, or anywhere when explicitly allowed."""
+    parts = urlsplit(url)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host:
+        return "a webhook URL must be http(s)://host/..."
+    if scheme == "http" and not allow_http and not _loopback(host):
+        return (
+            "webhooks outside loopback must use https:// (alert details would cross the"
+            " network in clear text); set ANSIM_WEBHOOK_ALLOW_HTTP=1 to allow http://"
+        )
+    return None
 
 
 def webhook_body(payload: dict[str, Any]) -> str:

@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     notify_give_up_s: float = 48 * 3600
     notify_concurrency: int = 20
     notifier_metrics_port: int = 9110
+    # per-endpoint isolation of webhook delivery (core/dispatch.py)
+    notify_endpoint_inflight: int = 2  # attempts in flight to one scheme://host:port
+    notify_circuit_failures: int = 5  # consecutive failures that open an endpoint's circuit
+    notify_circuit_cooloff_s: float = 30.0  # open → half-open (capped at notify_backoff_max_s)
+    notify_slow_ms: int = 500  # a first attempt in flight longer counts as a retry
+    webhook_ca_file: Path | None = None  # extra CA (PEM) trusted for https:// webhooks
+    webhook_allow_http: bool = False  # allow http:// webhook URLs outside loopback
 
     # logging
     log_level: str = "INFO"

@@ -6,13 +6,14 @@ import asyncio
 import logging
 import signal
 
-import httpx
 from prometheus_client import start_http_server
 
 from core.jsonlog import configure_logging
+from core.notify import webhook_url_problem
 from core.settings import Settings
 from core.storage.db import Database
 from notifier.dispatcher import Dispatcher
+from notifier.sender import make_client
 
 log = logging.getLogger("ansim.notifier")
 
@@ -25,8 +26,7 @@ async def main_async(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     if settings.notifier_metrics_port:
         start_http_server(settings.notifier_metrics_port, addr=settings.http_host)
-    timeout = httpx.Timeout(settings.notify_timeout_s)
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+    async with make_client(settings) as client:
         log.info("notifier started", extra={"centre_url": settings.centre_webhook_url})
         await Dispatcher(settings, db, client).run(stop)
     await db.close()
@@ -36,6 +36,11 @@ async def main_async(settings: Settings) -> None:
 def main() -> None:
     settings = Settings()
     configure_logging("notifier", settings.log_level)
+    if settings.centre_webhook_url:
+        problem = webhook_url_problem(settings.centre_webhook_url, settings.webhook_allow_http)
+        if problem:
+            log.error("refusing ANSIM_CENTRE_WEBHOOK_URL", extra={"reason": problem})
+            raise SystemExit(2)
     asyncio.run(main_async(settings))
 
 

@@ -1,5 +1,8 @@
-"""Webhook dispatcher: sends what the outbox holds, signs it, retries with backoff and
-jitter, and logs every attempt. Runs as its own process (`python -m notifier`)."""
+"""Webhook dispatcher, the I/O shell around core.dispatch: it keeps the pending
+notifications in memory (reading only new outbox rows), starts what `plan` says, each
+attempt as its own task, and records outcomes in batches from a writer task, so neither
+a hanging receiver nor a busy database delays the start of another attempt.
+Runs as its own process (`python -m notifier`)."""
 
 from __future__ import annotations
 
@@ -7,29 +10,36 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
-from prometheus_client import Counter, Histogram
 
 from core.credentials import new_webhook_secret
-from core.notify import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, RetryPolicy, sign
+from core.dispatch import (
+    LANES,
+    Circuit,
+    CircuitState,
+    Flight,
+    Lane,
+    Limits,
+    Pending,
+    advance,
+    endpoint_of,
+    lane_load,
+    on_result,
+    plan,
+)
+from core.notify import RetryPolicy
 from core.settings import Settings
 from core.storage.db import Database
-from core.storage.outbox import Notification, due, record_attempt
+from core.storage.outbox import Notification, current_target, pending_after, record_attempt
+from notifier import metrics
+from notifier.sender import Outcome, post
 
 log = logging.getLogger("ansim.notifier")
 
-DELIVERIES = Counter(
-    "ansim_notifier_attempts_total",
-    "Webhook attempts by recipient and outcome",
-    ["recipient", "outcome"],
-)
-DELIVERY_LAG = Histogram(
-    "ansim_notifier_delivery_lag_seconds",
-    "Outbox insert to successful delivery",
-    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 60, 300, 3600),
-)
+Result = tuple[Notification, Outcome, int, int | None]  # notification, outcome, at, next due
 
 
 def now_us() -> int:
@@ -48,6 +58,16 @@ def centre_secret(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        lane_inflight=settings.notify_concurrency,
+        endpoint_inflight=settings.notify_endpoint_inflight,
+        circuit_failures=settings.notify_circuit_failures,
+        cooloff_s=min(settings.notify_circuit_cooloff_s, settings.notify_backoff_max_s),
+        slow_s=settings.notify_slow_ms / 1000,
+    )
+
+
 class Dispatcher:
     def __init__(self, settings: Settings, db: Database, client: httpx.AsyncClient) -> None:
         self.settings = settings
@@ -56,77 +76,165 @@ class Dispatcher:
         self.policy = RetryPolicy(
             cap_s=settings.notify_backoff_max_s, give_up_s=settings.notify_give_up_s
         )
+        self.limits = limits_from(settings)
         self.centre_secret = centre_secret(settings)
-        self.sem = asyncio.Semaphore(settings.notify_concurrency)
+        self.pending: dict[str, Notification] = {}
+        self.flights: dict[str, Flight] = {}
+        self.circuits: dict[str, Circuit] = {}
+        self.last_rowid = 0
+        self.results: list[Result] = []
+        self.wake = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
 
-    async def _secret_for(self, n: Notification) -> str | None:
-        if n.recipient == "centre":
-            return self.centre_secret
-        async with self.db.reader.execute(
-            "SELECT webhook_secret FROM households WHERE household_id = ?", (n.household_id,)
-        ) as cur:
-            row = await cur.fetchone()
-        return None if row is None else row[0]
+    # --- reading -------------------------------------------------------------------------
+    async def _load_new(self) -> None:
+        while True:
+            rows = await pending_after(self.db.reader, self.last_rowid, 1000)
+            for rowid, n in rows:
+                self.last_rowid = max(self.last_rowid, rowid)
+                if n.url and n.notification_id not in self.pending:
+                    self.pending[n.notification_id] = n
+            if len(rows) < 1000:
+                return
 
-    async def _send(self, n: Notification) -> tuple[Notification, int | None, str | None, float]:
-        async with self.sem:
-            started = time.perf_counter()
-            secret = await self._secret_for(n)
-            if not secret or not n.url:
-                return n, None, "no endpoint or secret", 0.0
-            body = n.body.encode()
-            headers = {
-                "Content-Type": "application/json",
-                SIGNATURE_HEADER: sign(body, secret),
-                IDEMPOTENCY_HEADER: n.notification_id,
-                "User-Agent": "ansim-door-notifier/0.1",
-            }
-            try:
-                resp = await self.client.post(n.url, content=body, headers=headers)
-                code: int | None = resp.status_code
-                error = None if 200 <= resp.status_code < 300 else f"HTTP {resp.status_code}"
-            except httpx.HTTPError as exc:
-                code, error = None, f"{type(exc).__name__}: {exc}"[:300]
-            return n, code, error, (time.perf_counter() - started) * 1000
+    # --- circuits ------------------------------------------------------------------------
+    def _set_circuit(self, endpoint: str, new: Circuit) -> None:
+        old = self.circuits.get(endpoint, Circuit())
+        self.circuits[endpoint] = new
+        if old.state is new.state:
+            return
+        metrics.CIRCUIT_CHANGES.labels(new.state.value).inc()
+        metrics.CIRCUITS_OPEN.set(
+            sum(c.state is not CircuitState.CLOSED for c in self.circuits.values())
+        )
+        extra = {"endpoint": endpoint, "from": old.state.value, "to": new.state.value,
+                 "failures": new.failures}  # fmt: skip
+        if new.state is CircuitState.OPEN:
+            log.warning(
+                "webhook circuit opened", extra={**extra, "cooloff_s": self.limits.cooloff_s}
+            )
+        elif new.state is CircuitState.CLOSED:
+            log.info("webhook circuit closed", extra=extra)
+        else:
+            log.info("webhook circuit half-open", extra=extra)
 
-    async def run_once(self) -> int:
-        batch = await due(self.db.reader, now_us(), 200)
-        if not batch:
-            return 0
-        results = await asyncio.gather(*(self._send(n) for n in batch))
+    def _advance_circuits(self, now: int) -> None:
+        for endpoint, c in list(self.circuits.items()):
+            self._set_circuit(endpoint, advance(c, now, self.limits))
+            if self.circuits[endpoint] == Circuit():
+                del self.circuits[endpoint]  # healthy and forgotten
+
+    # --- attempts ------------------------------------------------------------------------
+    def _start(self, now: int) -> None:
+        candidates = [
+            Pending(n.notification_id, endpoint_of(n.url or ""), n.attempts,
+                    n.next_attempt_us, n.created_us)
+            for key, n in self.pending.items() if key not in self.flights
+        ]  # fmt: skip
+        for p, lane in plan(candidates, self.flights.values(), self.circuits, now, self.limits):
+            self.flights[p.key] = Flight(p.endpoint, lane, now)
+            task = asyncio.create_task(self._attempt(self.pending[p.key], p.endpoint, lane))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        self._gauges(now)
+
+    def _gauges(self, now: int) -> None:
+        load = lane_load(self.flights.values(), now, self.limits)
+        for lane in LANES:
+            metrics.IN_FLIGHT.labels(lane).set(load[lane])
+        metrics.PENDING.set(len(self.pending))
+
+    async def _attempt(self, n: Notification, endpoint: str, lane: Lane) -> None:
+        key = n.notification_id
+        try:
+            target = await current_target(self.db.reader, key)
+            url, household_secret = target or (None, None)
+            if not url:
+                self.pending.pop(key, None)  # unenrolled or settled elsewhere
+                return
+            secret = self.centre_secret if n.recipient == "centre" else household_secret
+            if n.attempts == 0:
+                metrics.FIRST_ATTEMPT.observe(max(0, now_us() - n.created_us) / 1e6)
+            if secret:
+                outcome = await post(self.client, url, n.body, secret, key)
+            else:
+                outcome = Outcome(None, "no webhook secret", 0.0)
+            self._settle(n, endpoint, outcome)
+        except Exception:
+            log.exception("webhook attempt crashed", extra={"notification_id": key})
+        finally:
+            self.flights.pop(key, None)
+            self.wake.set()
+
+    def _settle(self, n: Notification, endpoint: str, outcome: Outcome) -> None:
         now = now_us()
-        async with self.db.write() as conn:
-            for n, code, error, ms in results:
-                delivered = error is None
-                next_us: int | None = None
-                if not delivered:
-                    age_s = (now - n.created_us) / 1e6
-                    if age_s < self.policy.give_up_s:
-                        next_us = now + int(self.policy.delay_s(n.attempts) * 1e6)
-                await record_attempt(
-                    conn, n, now_us=now, status_code=code, error=error, duration_ms=ms,
-                    delivered=delivered, next_attempt_us=next_us,
-                )  # fmt: skip
-                DELIVERIES.labels(n.recipient, "delivered" if delivered else "failed").inc()
-                if delivered:
-                    DELIVERY_LAG.observe((now - n.created_us) / 1e6)
-                else:
-                    retry = None if next_us is None else round((next_us - now) / 1e6, 1)
-                    log.warning(
-                        "webhook attempt failed",
-                        extra={"notification_id": n.notification_id, "url": n.url,
-                               "attempt": n.attempts + 1, "error": error, "retry_in_s": retry},
+        self._set_circuit(
+            endpoint,
+            on_result(self.circuits.get(endpoint, Circuit()), outcome.ok, now, self.limits),
+        )
+        next_us: int | None = None
+        if not outcome.ok and (now - n.created_us) / 1e6 < self.policy.give_up_s:
+            next_us = now + int(self.policy.delay_s(n.attempts) * 1e6)
+        if next_us is None:
+            self.pending.pop(n.notification_id, None)
+        else:
+            self.pending[n.notification_id] = replace(
+                n, attempts=n.attempts + 1, next_attempt_us=next_us
+            )
+        self.results.append((n, outcome, now, next_us))
+        metrics.DELIVERIES.labels(n.recipient, "delivered" if outcome.ok else "failed").inc()
+        if outcome.ok:
+            metrics.DELIVERY_LAG.observe((now - n.created_us) / 1e6)
+        else:
+            retry = None if next_us is None else round((next_us - now) / 1e6, 1)
+            log.warning(
+                "webhook attempt failed",
+                extra={"notification_id": n.notification_id, "url": n.url,
+                       "attempt": n.attempts + 1, "error": outcome.error, "retry_in_s": retry},
+            )  # fmt: skip
+
+    # --- recording -----------------------------------------------------------------------
+    async def _flush(self) -> None:
+        batch, self.results = self.results, []
+        if not batch:
+            return
+        try:
+            async with self.db.write() as conn:
+                for n, o, at, next_us in batch:
+                    await record_attempt(
+                        conn, n, now_us=at, status_code=o.status_code, error=o.error,
+                        duration_ms=o.duration_ms, delivered=o.ok, next_attempt_us=next_us,
                     )  # fmt: skip
-        return len(batch)
+        except Exception:
+            log.exception("recording webhook attempts failed; will retry")
+            self.results = batch + self.results
+
+    async def _writer(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self._flush()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1)
+
+    # --- loop ----------------------------------------------------------------------------
+    async def run_once(self) -> None:
+        await self._load_new()
+        now = now_us()
+        self._advance_circuits(now)
+        self._start(now)
 
     async def run(self, stop: asyncio.Event) -> None:
         poll = self.settings.notify_poll_ms / 1000
+        writer = asyncio.create_task(self._writer(stop))
         while not stop.is_set():
             try:
-                sent = await self.run_once()
+                await self.run_once()
             except Exception:
                 log.exception("dispatch round failed")
-                sent = 0
-            if not sent:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), poll)
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), poll)
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await writer
+        await self._flush()

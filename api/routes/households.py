@@ -20,6 +20,7 @@ from core.broker.dynsec import BrokerUnavailable, DynsecError
 from core.credentials import hash_secret, new_id, new_password, new_token, new_webhook_secret
 from core.geo import TooFarFromSegmentError
 from core.models import Role
+from core.notify import webhook_url_problem
 from core.storage import audit, households, sensors, tokens
 from core.storage import segments as segment_store
 from core.wire import event_topic, status_topic
@@ -35,11 +36,19 @@ log = logging.getLogger("ansim.api")
     responses={422: {"description": "invalid fields, or farther than 50 m from every street"}},
 )
 async def enrol_household(
-    body: HouseholdCreate, db: DbDep, operator: Operator, segment_cache: SegmentCacheDep
+    body: HouseholdCreate,
+    db: DbDep,
+    operator: Operator,
+    segment_cache: SegmentCacheDep,
+    settings: SettingsDep,
 ) -> HouseholdCreated:
     """Enrol a household. It is tied to its nearest street segment (within 50 m; refused
     with 422 when farther; `segment_id` is null while no segments are imported). The
     resident token and webhook secret are shown only here."""
+    if body.webhook_url:
+        problem = webhook_url_problem(str(body.webhook_url), settings.webhook_allow_http)
+        if problem:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problem)
     snapshot = await segment_cache.get(db)
     segment_id: str | None = None
     if len(snapshot.index):

@@ -19,6 +19,7 @@ class Notification:
     body: str
     attempts: int
     created_us: int
+    next_attempt_us: int = 0
 
 
 async def enqueue(
@@ -41,14 +42,33 @@ async def enqueue(
     )  # fmt: skip
 
 
-async def due(conn: aiosqlite.Connection, now_us: int, limit: int) -> list[Notification]:
+async def pending_after(
+    conn: aiosqlite.Connection, after_rowid: int, limit: int
+) -> list[tuple[int, Notification]]:
+    """Pending notifications inserted after `after_rowid`, in insertion order: the
+    dispatcher keeps its queue in memory and reads only what is new."""
     async with conn.execute(
-        "SELECT notification_id, alert_id, recipient, household_id, url, body, attempts,"
-        " created_us FROM outbox WHERE state = 'pending' AND next_attempt_us <= ?"
-        " ORDER BY next_attempt_us LIMIT ?",
-        (now_us, limit),
+        "SELECT rowid, notification_id, alert_id, recipient, household_id, url, body, attempts,"
+        " created_us, next_attempt_us FROM outbox WHERE rowid > ? AND state = 'pending'"
+        " ORDER BY rowid LIMIT ?",
+        (after_rowid, limit),
     ) as cur:
-        return [Notification(*r) for r in await cur.fetchall()]
+        return [(r[0], Notification(*r[1:])) for r in await cur.fetchall()]
+
+
+async def current_target(
+    conn: aiosqlite.Connection, notification_id: str
+) -> tuple[str | None, str | None] | None:
+    """(url, household webhook secret) of a still-pending notification, read just before
+    an attempt (unenrolment deletes or blanks rows); None when it is no longer pending."""
+    async with conn.execute(
+        "SELECT o.url, h.webhook_secret FROM outbox o"
+        " LEFT JOIN households h ON h.household_id = o.household_id"
+        " WHERE o.notification_id = ? AND o.state = 'pending'",
+        (notification_id,),
+    ) as cur:
+        row = await cur.fetchone()
+    return None if row is None else (row[0], row[1])
 
 
 async def record_attempt(
