@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     notify_endpoint_inflight: int = 2  # attempts in flight to one scheme://host:port
     notify_circuit_failures: int = 5  # consecutive failures that open an endpoint's circuit
     notify_circuit_cooloff_s: float = 30.0  # open → half-open (capped at notify_backoff_max_s)
-    notify_slow_ms: int = 500  # a first attempt in flight longer counts as a retry
+    notify_slow_ms: int = 250  # a first attempt in flight longer counts as a retry
     webhook_ca_file: Path | None = None  # extra CA (PEM) trusted for https:// webhooks
     webhook_allow_http: bool = False  # allow http:// webhook URLs outside loopback
 
