@@ -114,6 +114,13 @@ def lane_load(flights: Iterable[Flight], now_us: int, limits: Limits) -> dict[La
     return load
 
 
+def expired(pending: Iterable[Pending], now_us: int, give_up_s: float) -> list[Pending]:
+    """Notifications past their give-up age that are due: they are failed without another
+    attempt (e.g. held back by an endpoint's open circuit)."""
+    limit = int(give_up_s * 1e6)
+    return [p for p in pending if p.due_us <= now_us and now_us - p.created_us >= limit]
+
+
 def _endpoint_cap(state: CircuitState, limits: Limits) -> int:
     if state is CircuitState.CLOSED:
         return limits.endpoint_inflight

@@ -26,6 +26,7 @@ from core.dispatch import (
     Pending,
     advance,
     endpoint_of,
+    expired,
     lane_load,
     on_result,
     plan,
@@ -33,7 +34,13 @@ from core.dispatch import (
 from core.notify import RetryPolicy
 from core.settings import Settings
 from core.storage.db import Database
-from core.storage.outbox import Notification, current_target, pending_after, record_attempt
+from core.storage.outbox import (
+    Notification,
+    current_target,
+    give_up,
+    pending_after,
+    record_attempt,
+)
 from notifier import metrics
 from notifier.sender import Outcome, post
 
@@ -83,6 +90,7 @@ class Dispatcher:
         self.circuits: dict[str, Circuit] = {}
         self.last_rowid = 0
         self.results: list[Result] = []
+        self.given_up: list[str] = []
         self.wake = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -131,6 +139,11 @@ class Dispatcher:
                     n.next_attempt_us, n.created_us)
             for key, n in self.pending.items() if key not in self.flights
         ]  # fmt: skip
+        for p in expired(candidates, now, self.policy.give_up_s):
+            self.pending.pop(p.key, None)
+            self.given_up.append(p.key)
+            log.warning("webhook notification given up", extra={"notification_id": p.key})
+        candidates = [p for p in candidates if p.key in self.pending]
         for p, lane in plan(candidates, self.flights.values(), self.circuits, now, self.limits):
             self.flights[p.key] = Flight(p.endpoint, lane, now)
             task = asyncio.create_task(self._attempt(self.pending[p.key], p.endpoint, lane))
@@ -196,10 +209,13 @@ class Dispatcher:
     # --- recording -----------------------------------------------------------------------
     async def _flush(self) -> None:
         batch, self.results = self.results, []
-        if not batch:
+        dropped, self.given_up = self.given_up, []
+        if not batch and not dropped:
             return
         try:
             async with self.db.write() as conn:
+                for key in dropped:
+                    await give_up(conn, key, "gave up: no successful attempt in time")
                 for n, o, at, next_us in batch:
                     await record_attempt(
                         conn, n, now_us=at, status_code=o.status_code, error=o.error,
@@ -208,6 +224,7 @@ class Dispatcher:
         except Exception:
             log.exception("recording webhook attempts failed; will retry")
             self.results = batch + self.results
+            self.given_up = dropped + self.given_up
 
     async def _writer(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

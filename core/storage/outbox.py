@@ -108,6 +108,15 @@ async def record_attempt(
         )
 
 
+async def give_up(conn: aiosqlite.Connection, notification_id: str, reason: str) -> None:
+    """Fail a pending notification without another attempt (past its give-up age)."""
+    await conn.execute(
+        "UPDATE outbox SET state = 'failed', last_error = ? WHERE notification_id = ?"
+        " AND state = 'pending'",
+        (reason, notification_id),
+    )
+
+
 async def list_notifications(
     conn: aiosqlite.Connection,
     limit: int,

@@ -14,6 +14,7 @@ from core.dispatch import (
     Pending,
     advance,
     endpoint_of,
+    expired,
     lane_load,
     on_result,
     plan,
@@ -198,3 +199,10 @@ def test_backoff_grows_exponentially_with_jitter_and_cap() -> None:
 )
 def test_webhook_url_policy(url: str, allow_http: bool, refused: bool) -> None:
     assert (webhook_url_problem(url, allow_http) is not None) is refused
+
+
+def test_expired_only_due_and_past_give_up_age() -> None:
+    old = p("old", created=NOW - 100 * S)
+    young = p("young", created=NOW - 99 * S)
+    not_due = p("later", created=NOW - 200 * S, due=NOW + 1)
+    assert expired([old, young, not_due], NOW, 100) == [old]
