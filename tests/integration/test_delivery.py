@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import random
 import shutil
 import socket
 import ssl
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +29,7 @@ import pytest
 from core.notify import webhook_body
 from core.storage.db import Database
 from core.storage.outbox import enqueue
-from tests.harness import Stack, wait_until
+from tests.harness import ROOT, Stack, wait_until
 from tests.receiver import Receiver
 
 HEALTHY, FAILING, HANGING = 20, 50, 50
@@ -276,3 +278,12 @@ def test_http_webhook_outside_loopback_refused_at_enrolment(stack: Stack) -> Non
             "/api/v1/households", json={**body, "webhook_url": "https://hooks.example.org/a"}
         )
         assert ok.status_code == 201, ok.text
+
+
+def test_notifier_refuses_a_clear_text_centre_webhook_outside_loopback(tmp_path: Path) -> None:
+    env = {**os.environ, "ANSIM_DATA_DIR": str(tmp_path),
+           "ANSIM_CENTRE_WEBHOOK_URL": "http://centre.example.org/hook"}  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "notifier"], env=env, cwd=ROOT, capture_output=True, timeout=30
+    )
+    assert run.returncode == 2 and b"https://" in run.stderr, run.stderr[-500:]
