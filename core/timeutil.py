@@ -18,9 +18,18 @@ def to_us(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+# datetime's range less two days, so that any offset or zone still renders
+_MIN_US = -62_135_596_800_000_000 + 2 * 86_400_000_000  # 0001-01-03T00:00Z
+_MAX_US = 253_402_300_799_999_999 - 2 * 86_400_000_000  # 9999-12-29T23:59:59.999999Z
+
+
 def from_us(value: int, offset_min: int = 0) -> datetime:
+    """Microseconds → aware datetime. The wire never lets a time near datetime's limits
+    in; a value beyond them (a row stored before that check) renders clamped, never
+    raises."""
     tz = UTC if offset_min == 0 else timezone(timedelta(minutes=offset_min))
-    return (_EPOCH + timedelta(microseconds=value)).astimezone(tz)
+    clamped = min(max(value, _MIN_US), _MAX_US)
+    return (_EPOCH + timedelta(microseconds=clamped)).astimezone(tz)
 
 
 def offset_minutes(value: datetime) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -21,6 +21,13 @@ TOPIC_ROOT = "ansim/v1"
 SENSORS_PREFIX = f"{TOPIC_ROOT}/sensors/"
 SENSORS_FILTER = f"{TOPIC_ROOT}/sensors/#"
 MAX_PAYLOAD_BYTES = 1024
+# The instants a `ts` may name, in UTC. A valid RFC 3339 text such as
+# 9999-12-31T23:59:59-12:00 is past year 9999 once in UTC and cannot be converted; far
+# inside datetime's range on both sides, every later step (offsets, household zones,
+# rule windows and routine look-backs of weeks) stays representable. A clock reset to
+# 1970 or 2000 is still inside: in live mode it is stored as skewed.
+TS_MIN_UTC = datetime(1900, 1, 1, tzinfo=UTC)
+TS_MAX_UTC = datetime(3000, 1, 1, tzinfo=UTC)
 
 TopicKind = Literal["event", "status"]
 
@@ -60,6 +67,14 @@ def sensor_id_hint(topic: str) -> str | None:
     return candidate if SENSOR_ID_RE.match(candidate) else None
 
 
+_ZERO = TS_MAX_UTC - TS_MAX_UTC
+
+
+def printable(text: str, limit: int = 500) -> str:
+    """`text` safe to store and log: lone surrogates (JSON `\\ud800`) escaped, cut short."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")[:limit]
+
+
 class EventPayload(BaseModel):
     """One event as a sensor sends it. Strict: no coercion of strings into numbers."""
 
@@ -83,6 +98,9 @@ class EventPayload(BaseModel):
             raise ValueError(f"ts is not RFC 3339: {exc}") from None
         if parsed.tzinfo is None or parsed.utcoffset() is None:
             raise ValueError("ts must carry a UTC offset")
+        # aware subtraction works in timedelta arithmetic, which never leaves the range
+        if not TS_MIN_UTC - parsed <= _ZERO <= TS_MAX_UTC - parsed:
+            raise ValueError("ts is out of range: its UTC instant must lie in years 1900-2999")
         return parsed
 
     @field_validator("type", mode="before")
@@ -125,7 +143,7 @@ def parse_event(payload: bytes) -> EventPayload:
         detail = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors()
         )
-        raise WireError(_reason_for(exc), detail[:500]) from None
+        raise WireError(_reason_for(exc), printable(detail)) from None
 
 
 def parse_status(payload: bytes) -> Literal["online", "offline"] | None:

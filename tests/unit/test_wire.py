@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -123,3 +124,35 @@ def test_status_payloads() -> None:
     assert parse_status(b"") is None
     with pytest.raises(WireError):
         parse_status(b"sleepy")
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "9999-12-31T23:59:59-12:00",  # past year 9999 once in UTC: OverflowError before
+        "0001-01-01T00:00:00+14:00",  # before year 1 once in UTC
+        "1899-12-31T23:59:59Z",
+        "3000-01-01T00:00:01Z",
+    ],
+)
+def test_ts_out_of_range_is_an_invalid_field(ts: str) -> None:
+    raw = json.dumps({"boot": 1, "seq": 0, "ts": ts, "type": "open", "battery": 87}).encode()
+    with pytest.raises(WireError) as caught:
+        parse_event(raw)
+    assert caught.value.reason == "invalid_field"
+    assert "out of range" in str(caught.value)
+
+
+def test_lone_surrogate_in_a_reason_is_printable() -> None:
+    raw = b'{"boot": 1, "seq": 0, "ts": "\\ud800", "type": "open", "battery": 87}'
+    with pytest.raises(WireError) as caught:
+        parse_event(raw)
+    str(caught.value).encode("utf-8")  # storable and loggable: no lone surrogate left
+
+
+def test_from_us_clamps_instead_of_raising() -> None:
+    from core.timeutil import from_us, to_us
+
+    huge = to_us(datetime(9999, 12, 31, 23, 59, tzinfo=UTC)) + 10**12
+    assert from_us(huge, -12 * 60).year == 9999
+    assert from_us(-(10**18), 14 * 60).year == 1
