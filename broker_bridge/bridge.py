@@ -23,6 +23,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from broker_bridge import metrics
 from broker_bridge.mqtt_loop import AsyncioPaho
+from core.dead_letter_cap import DeadLetterCap
 from core.ingest import (
     Accepted,
     Classified,
@@ -75,11 +76,15 @@ class Bridge:
         self.wake = asyncio.Event()
         self.totals = {
             "stored": 0, "duplicates": 0, "heartbeats": 0, "statuses": 0, "dead": 0, "alerts": 0,
+            "dead_suppressed": 0,
         }  # fmt: skip
         self.db_lock = asyncio.Lock()
         self.silent_us = int((3 * settings.heartbeat_interval_s + settings.offline_grace_s) * 1e6)
         self.replay = settings.time_mode is TimeMode.REPLAY
         self.policy = build_policy(settings)
+        self.dead_letter_cap = DeadLetterCap(
+            settings.dead_letter_cap_per_sensor, settings.dead_letter_cap_window_s
+        )
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=username,
@@ -207,7 +212,9 @@ class Bridge:
                     self.settings.clock_skew_tolerance_s,
                 )
                 async with self.db_lock:
-                    result = await store_batch(self.conn, classified, self._evaluate)
+                    result = await store_batch(
+                        self.conn, classified, self._evaluate, self.dead_letter_cap
+                    )
                 break
             except aiosqlite.Error as exc:  # locked, disk full, ...: retry, never ack
                 log.error("batch commit failed; retrying", extra={"error": str(exc)})
@@ -314,6 +321,12 @@ class Bridge:
         metrics.MESSAGES.labels("dead_letter").inc(result.dead_letters)
         for d in dead:
             metrics.DEAD_LETTERS.labels(d.reason).inc()
+        # over the per-sensor cap a dead letter is only counted (in the 10 s totals line too),
+        # never logged one by one
+        self.totals["dead_suppressed"] += result.dead_letters_suppressed
+        metrics.DEAD_LETTER_OUTCOMES.labels("stored").inc(len(result.dead_letters_stored))
+        metrics.DEAD_LETTER_OUTCOMES.labels("suppressed").inc(result.dead_letters_suppressed)
+        for d in result.dead_letters_stored:
             log.info(
                 "dead letter",
                 extra={

@@ -10,6 +10,13 @@ MESSAGES = Counter(
 DEAD_LETTERS = Counter(
     "ansim_bridge_dead_letters_total", "Messages sent to the dead-letter store", ["reason"]
 )
+DEAD_LETTER_OUTCOMES = Counter(
+    "ansim_bridge_dead_letter_outcomes_total",
+    "Dead letters stored whole, or only counted (suppressed) over the per-sensor cap",
+    ["outcome"],
+)
+for _outcome in ("stored", "suppressed"):
+    DEAD_LETTER_OUTCOMES.labels(_outcome)
 BATCH_SECONDS = Histogram(
     "ansim_bridge_batch_seconds",
     "Time to classify and commit one batch",

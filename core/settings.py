@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.dead_letter_cap import DEFAULT_CAP, DEFAULT_WINDOW_S
 from core.models import TimeMode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -113,6 +114,15 @@ class Settings(BaseSettings):
     demo_households: int = 12
     api_url: str | None = None  # default http://{http_host}:{http_port}
     api_token: str | None = None
+
+    # dead letters: retention and per-sensor rate cap (issue 9 item 6, core/dead_letter_cap.py)
+    # dead letters and their tallies older than this are deleted daily (job dead_letter_purge)
+    dead_letter_retention_days: int = Field(default=14, ge=1)
+    # dead letters stored whole per sensor (or topic naming none) and window; the rest of the
+    # window only counted (GET /api/v1/dead-letters `suppressed`); 0 = count every one only
+    dead_letter_cap_per_sensor: int = Field(default=DEFAULT_CAP, ge=0)
+    # length of the cap's window, aligned to the epoch (3600: clock hours)
+    dead_letter_cap_window_s: int = Field(default=DEFAULT_WINDOW_S, ge=1)
 
     @field_validator("data_dir", mode="after")
     @classmethod

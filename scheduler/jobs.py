@@ -14,6 +14,7 @@ from core.settings import Settings
 from core.storage import segments as segment_store
 from core.storage.alerting import AlertEngine, build_policy, households_due
 from core.storage.db import Database
+from core.storage.dead_letters import purge_dead_letters_before
 from core.storage.events import purge_events_before
 from core.timeutil import to_us
 
@@ -66,6 +67,16 @@ async def retention_purge(db: Database, settings: Settings, now: datetime) -> in
 async def _purge(db: Database, cutoff_us: int) -> int:
     async with db.writer_session() as conn:
         return await purge_events_before(conn, cutoff_us)
+
+
+async def dead_letter_purge(db: Database, settings: Settings, now: datetime) -> dict[str, int]:
+    """Dead letters (and the cap's tallies) older than their retention period are deleted,
+    a short transaction per batch of rows so ingest is never held up for long."""
+    cutoff = now - timedelta(days=settings.dead_letter_retention_days)
+    async with db.writer_session() as conn:
+        deleted = await purge_dead_letters_before(conn, to_us(cutoff))
+    log.info("dead-letter purge", extra={**deleted, "cutoff": cutoff.isoformat()})
+    return deleted
 
 
 @dataclass(slots=True)

@@ -86,6 +86,10 @@ async def erase_household(
         ("events", f"DELETE FROM events WHERE sensor_pk IN ({pks_sql})"),
         ("heartbeat_days", f"DELETE FROM heartbeat_days WHERE sensor_pk IN ({pks_sql})"),
         ("dead_letters", f"DELETE FROM dead_letters WHERE sensor_id IN ({ids_sql})"),
+        (
+            "dead_letter_tallies",
+            f"DELETE FROM dead_letter_tallies WHERE sensor_id IN ({ids_sql})",
+        ),
         ("mode_changes", "DELETE FROM mode_changes WHERE household_id = ?"),
         ("routines", "DELETE FROM routines WHERE household_id = ?"),
         ("timers", "DELETE FROM timers WHERE household_id = ?"),

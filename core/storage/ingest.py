@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 
 import aiosqlite
 
-from core.ingest import Classified, SensorRef, summarise_sensors
+from core.dead_letter_cap import DeadLetterCap
+from core.ingest import Classified, DeadLetter, SensorRef, summarise_sensors
 from core.storage.db import transaction
+from core.storage.dead_letters import store_dead_letters
 
 _EVENT_COLS = 11
 _CHUNK = 2500  # rows per multi-row INSERT (11 bound values each, under SQLite's 32766)
@@ -23,6 +25,12 @@ class StoreResult:
     statuses: int
     dead_letters: int
     stored_keys: frozenset[tuple[int, int, int]]
+    # the dead letters stored whole; the rest of `dead_letters` were only counted (the cap)
+    dead_letters_stored: tuple[DeadLetter, ...] = ()
+
+    @property
+    def dead_letters_suppressed(self) -> int:
+        return self.dead_letters - len(self.dead_letters_stored)
 
 
 async def lookup_sensors(
@@ -54,11 +62,14 @@ AfterInsert = Callable[
 
 
 async def store_batch(
-    conn: aiosqlite.Connection, batch: Classified, after_insert: AfterInsert | None = None
+    conn: aiosqlite.Connection,
+    batch: Classified,
+    after_insert: AfterInsert | None = None,
+    dead_letter_cap: DeadLetterCap | None = None,
 ) -> StoreResult:
     """One transaction: events (new ones told from repeats), then `after_insert` (the alert
     rules, which see sensor state as it was before this batch), then sensor state,
-    heartbeat rollups, statuses and dead letters."""
+    heartbeat rollups, statuses and dead letters (those over `dead_letter_cap` only counted)."""
     stored_keys: set[tuple[int, int, int]] = set()
     async with transaction(conn):
         events = batch.events
@@ -175,23 +186,7 @@ async def store_batch(
                 ],
             )
 
-        if batch.dead:
-            await conn.executemany(
-                "INSERT INTO dead_letters (received_us, topic, sensor_id, reason, detail,"
-                " payload, payload_size) VALUES (?,?,?,?,?,?,?)",
-                [
-                    (
-                        d.received_us,
-                        d.topic,
-                        d.sensor_id,
-                        d.reason,
-                        d.detail,
-                        d.payload,
-                        d.payload_size,
-                    )
-                    for d in batch.dead
-                ],
-            )
+        capped = await store_dead_letters(conn, batch.dead, dead_letter_cap or DeadLetterCap())
     duplicates = sum(u.duplicates for u in updates) if updates else 0
     return StoreResult(
         stored=len(stored_keys),
@@ -200,4 +195,5 @@ async def store_batch(
         statuses=len(batch.statuses),
         dead_letters=len(batch.dead),
         stored_keys=frozenset(stored_keys),
+        dead_letters_stored=tuple(capped.store),
     )

@@ -220,5 +220,31 @@ CREATE INDEX IF NOT EXISTS deliveries_by_notification ON deliveries(notification
 
 from core.storage.schema_segments import SCHEMA_V3  # noqa: E402 - after the v1/v2 texts
 
-MIGRATIONS: list[tuple[int, str]] = [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)]
+# v5: the dead-letter rate cap (core/dead_letter_cap.py): per source (sensor id, or topic
+# when none) and per window, how many dead letters were stored whole and how many were only
+# counted, with the last reason seen. Purged with the dead letters after their retention.
+SCHEMA_V5 = """
+CREATE TABLE IF NOT EXISTS dead_letter_tallies (
+    source           TEXT NOT NULL,
+    window_start_us  INTEGER NOT NULL,
+    sensor_id        TEXT,
+    topic            TEXT NOT NULL,
+    stored           INTEGER NOT NULL,
+    suppressed       INTEGER NOT NULL,
+    first_us         INTEGER NOT NULL,
+    last_us          INTEGER NOT NULL,
+    last_reason      TEXT NOT NULL,
+    last_detail      TEXT NOT NULL,
+    PRIMARY KEY (source, window_start_us)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dead_letter_tallies_by_window
+    ON dead_letter_tallies(window_start_us);
+CREATE INDEX IF NOT EXISTS dead_letter_tallies_suppressed
+    ON dead_letter_tallies(last_us) WHERE suppressed > 0;
+INSERT OR IGNORE INTO scheduler_jobs (job_id, description, schedule, updated_us) VALUES
+    ('dead_letter_purge', 'delete dead letters older than their retention period',
+     'daily 03:45', 0);
+"""
+
+MIGRATIONS: list[tuple[int, str]] = [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (5, SCHEMA_V5)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
