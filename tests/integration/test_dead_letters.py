@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ import pytest
 from core.dead_letter_cap import DeadLetterCap
 from core.ingest import DeadLetter
 from core.models import EventType
-from core.storage.db import connect, transaction
+from core.storage.db import connect, open_database, transaction
 from core.storage.dead_letters import store_dead_letters
 from simulator.device import VirtualSensor
 from tests.harness import Stack, wait_until
@@ -206,3 +207,43 @@ def test_retention_job_deletes_old_dead_letters_and_tallies(dstack: Stack) -> No
         == 0
     )
     assert dstack.db_scalar(tallies) == 2  # the 20-day-old window's tally went with it
+
+
+async def _store_twice_and_read(path: Path) -> tuple[list[Any], list[Any]]:
+    conn = await open_database(path)
+    try:
+        policy = DeadLetterCap(cap=2, window_s=3600)
+        base = 1_800_000_000 * 1_000_000 - 1_800_000_000 * 1_000_000 % (3600 * 1_000_000)
+        long = DeadLetter("ansim/v1/sensors/s-x/event", "s-x", "unknown_topic", "d" * 5000,
+                          b"p" * 9000, 9000, base + 10)  # fmt: skip
+        async with transaction(conn):
+            first = await store_dead_letters(conn, [long, _old_dead("s-x", base + 20, 1)], policy)
+        # a later batch: the window's allowance is used up; an older straggler does not
+        # replace the last reason
+        late = _old_dead("s-x", base + 30, 2)
+        straggler = DeadLetter(late.topic, "s-x", "oversize", "older", b"", 0, base + 5)
+        async with transaction(conn):
+            second = await store_dead_letters(conn, [late, straggler], policy)
+        assert (len(first.store), first.suppressed, len(second.store), second.suppressed) == (
+            2, 0, 0, 2,
+        )  # fmt: skip
+        async with conn.execute(
+            "SELECT length(payload), payload_size, length(detail) FROM dead_letters"
+            " ORDER BY dead_letter_id"
+        ) as cur:
+            rows = list(await cur.fetchall())
+        async with conn.execute(
+            "SELECT stored, suppressed, first_us - ?, last_us - ?, last_reason, last_detail"
+            " FROM dead_letter_tallies",
+            (base, base),
+        ) as cur:
+            tallies = list(await cur.fetchall())
+        return [tuple(r) for r in rows], [tuple(t) for t in tallies]
+    finally:
+        await conn.close()
+
+
+def test_storage_cuts_payload_and_detail_and_tallies_across_batches(tmp_path: Path) -> None:
+    rows, tallies = asyncio.run(_store_twice_and_read(tmp_path / "ansim.db"))
+    assert rows == [(4096, 9000, 500), (4096, 4096, 6)]
+    assert tallies == [(2, 2, 5, 30, "bad_json", "old #2")]
