@@ -93,9 +93,11 @@ async def _stored_so_far(
         chunk = keys[start : start + _KEYS_PER_QUERY]
         values = ",".join(["(?,?)"] * len(chunk))
         params = [v for key in chunk for v in key]
-        async with conn.execute(
-            "SELECT source, window_start_us, stored FROM dead_letter_tallies"
-            f" WHERE (source, window_start_us) IN (VALUES {values})",
+        async with conn.execute(  # a join on the primary key (a row-value IN would scan)
+            f"WITH k(source, window_start_us) AS (VALUES {values})"
+            " SELECT t.source, t.window_start_us, t.stored FROM k CROSS JOIN"
+            " dead_letter_tallies t ON t.source = k.source"
+            " AND t.window_start_us = k.window_start_us",
             params,
         ) as cur:
             for r in await cur.fetchall():
@@ -209,6 +211,8 @@ async def list_suppressed(
 
 async def count_suppressed(conn: aiosqlite.Connection) -> int:
     """Dead letters only counted (over the cap), over every tally still kept."""
-    async with conn.execute("SELECT COALESCE(SUM(suppressed), 0) FROM dead_letter_tallies") as cur:
+    async with conn.execute(
+        "SELECT COALESCE(SUM(suppressed), 0) FROM dead_letter_tallies WHERE suppressed > 0"
+    ) as cur:
         row = await cur.fetchone()
     return int(row[0]) if row else 0
