@@ -49,6 +49,7 @@ class Stack:
         self.env = {
             "ANSIM_DATA_DIR": str(data_dir),
             "ANSIM_MQTT_PORT": str(free_port()),
+            "ANSIM_MQTT_TLS_PORT": str(free_port()),
             "ANSIM_HTTP_PORT": str(free_port()),
             "ANSIM_BRIDGE_METRICS_PORT": str(free_port()),
             "ANSIM_SCHEDULER_METRICS_PORT": str(free_port()),
