@@ -242,7 +242,8 @@ def crash(autosave_s: int, rate: float, seconds: float, n_sensors: int) -> tuple
     per = max(1, int(rate * seconds) // n_sensors)
     try:
         say(
-            f"  autosave {autosave_s} s: {per * n_sensors:,} messages at {rate:,.0f}/s, then kill -9"
+            f"  autosave {autosave_s} s: {per * n_sensors:,} messages at {rate:,.0f}/s, "
+            "then kill -9"
         )
         acked, _ = publish(stack.mqtt_port, sensors, per, rate=rate)
         assert stack.broker.proc is not None
