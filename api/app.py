@@ -20,6 +20,7 @@ from api.routes import alerts, dead_letters, health, households, modes, segments
 from api.routes import console as console_routes
 from core.broker.dynsec import BrokerUnavailable, DynsecAdmin
 from core.broker.mosquitto import load_or_create_credentials
+from core.broker.tls import ensure_tls
 from core.settings import Settings
 from core.storage.db import Database
 
@@ -85,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.tls = ensure_tls(settings)  # the broker's CA, handed to sensors
     app.state.broker_admin = holder
     app.state.broker_connected = holder.connected
 
@@ -98,6 +100,8 @@ def create_app(settings: Settings) -> FastAPI:
         path = getattr(route, "path", "unmatched")
         REQUESTS.labels(request.method, path, str(response.status_code)).inc()
         LATENCY.labels(request.method, path).observe(time.perf_counter() - started)
+        if settings.http_tls:
+            response.headers["Strict-Transport-Security"] = "max-age=31536000"
         return response
 
     @app.exception_handler(RequestValidationError)

@@ -8,6 +8,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from core.broker.dynsec import DynsecAdmin
+from core.broker.tls import TlsFiles
 from core.models import Role
 from core.settings import Settings
 from core.storage.db import Database
@@ -35,6 +36,14 @@ async def get_admin(request: Request) -> DynsecAdmin:
 
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_tls(request: Request) -> TlsFiles:
+    tls: TlsFiles = request.app.state.tls
+    return tls
+
+
+TlsDep = Annotated[TlsFiles, Depends(get_tls)]
 AdminDep = Annotated[DynsecAdmin, Depends(get_admin)]
 
 

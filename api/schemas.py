@@ -67,7 +67,12 @@ class SensorCreate(BaseModel):
 
 class MqttCredentials(BaseModel):
     host: str
-    port: int
+    port: int = Field(description="the TLS listener (ANSIM_MQTT_TLS_PORT)")
+    tls: bool = True
+    ca_pem: str | None = Field(
+        description="PEM CA to verify the broker with; null: a public CA signed it"
+    )
+    server_name: str = Field(description="the name the broker's certificate is checked for")
     username: str
     password: str
     client_id: str

@@ -128,8 +128,7 @@ def latency(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             for i in range(args.probes):
                 hh = stack.enrol(api, name=f"probe {i}", webhook_url=receiver.url(f"/p{i}"))
                 prov = stack.provision(api, hh["household_id"])
-                m = prov["mqtt"]
-                s = VirtualSensor(prov["sensor_id"], "127.0.0.1", m["port"], m["password"], boot=1)
+                s = VirtualSensor.provisioned(prov, boot=1)
                 assert s.start()
                 probes.append(s)
         say(f"latency: background load {args.rate:g} events/s, {args.probes} probe alerts")

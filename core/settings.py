@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     # MQTT broker
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
-    mqtt_public_host: str | None = None  # host given to sensors; default mqtt_host
+    mqtt_public_host: str | None = None  # host given to sensors; default public_host
+    mqtt_autosave_s: int = 1  # broker state written every N s: its crash window
+    mqtt_plain_expose: bool = False  # allow the plain listener on a non-loopback mqtt_host
     mqtt_admin_username: str = "ansim-admin"
     mqtt_bridge_username: str = "ansim-bridge"
     mosquitto_bin: str = Field(
@@ -63,6 +65,15 @@ class Settings(BaseSettings):
     mosquitto_ctrl_bin: str = Field(default_factory=lambda: _find_binary("mosquitto_ctrl"))
     mosquitto_plugin: str = Field(default_factory=_find_plugin)
     mosquitto_conf: Path = REPO_ROOT / "mosquitto.conf"
+
+    # encrypted transport (core/broker/tls.py): sensors only over TLS
+    mqtt_tls_port: int = 8883  # the sensors' listener, TLS 1.2+
+    mqtt_tls_bind: str = "0.0.0.0"  # noqa: S104 — sensors connect from their homes
+    public_host: str | None = None  # the name sensors and browsers reach this host by
+    tls_cert: Path | None = None  # PEM certificate (chain); default: generated under data_dir
+    tls_key: Path | None = None  # its private key
+    tls_ca: Path | None = None  # CA sensors verify tls_cert with (default: generated CA)
+    http_tls: bool = False  # serve the API and console over HTTPS with the same certificate
 
     # time
     time_mode: TimeMode = TimeMode.LIVE
@@ -138,9 +149,21 @@ class Settings(BaseSettings):
         return self.data_dir / "broker"
 
     @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def api_ca(self) -> Path | None:
+        """The CA our own HTTPS API is verified with (None: plain HTTP, or a public CA)."""
+        if not self.http_tls:
+            return None
+        return self.tls_ca if self.tls_cert else self.tls_dir / "ca.pem"
+
+    @property
     def sensor_mqtt_host(self) -> str:
-        return self.mqtt_public_host or self.mqtt_host
+        return self.mqtt_public_host or self.public_host or self.mqtt_host
 
     @property
     def api_base_url(self) -> str:
-        return self.api_url or f"http://{self.http_host}:{self.http_port}"
+        scheme = "https" if self.http_tls else "http"
+        return self.api_url or f"{scheme}://{self.http_host}:{self.http_port}"

@@ -14,6 +14,7 @@ import logging
 
 import httpx
 
+from core.broker.tls import api_verify
 from core.district import generate_district_geojson
 from core.settings import REPO_ROOT, Settings
 
@@ -42,6 +43,7 @@ def run_demo(settings: Settings) -> int:
         return 2
     with httpx.Client(
         base_url=settings.api_base_url,
+        verify=api_verify(settings),
         headers={"Authorization": f"Bearer {settings.api_token}"},
         timeout=30,
     ) as api:

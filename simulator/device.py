@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from core.models import EventType
 from core.wire import encode_event, event_topic, status_topic
+from simulator.transport import use_tls
 
 
 class VirtualSensor:
@@ -23,6 +25,8 @@ class VirtualSensor:
         boot: int = 0,
         battery: float = 100.0,
         rssi: int = -60,
+        tls: bool = False,
+        ca_pem: str | None = None,
     ) -> None:
         self.sensor_id = sensor_id
         self.host, self.port = host, port
@@ -32,13 +36,23 @@ class VirtualSensor:
         self.rssi = rssi
         self.connected = threading.Event()
         self.refused: str | None = None
+        self.tls, self.ca_pem = tls, ca_pem
         self.client = self._new_client(password)
+
+    @classmethod
+    def provisioned(cls, answer: dict[str, Any], **kw: Any) -> VirtualSensor:
+        """A sensor set up from the API's provisioning answer, as hardware is: its host,
+        port (TLS), CA and password."""
+        m = answer["mqtt"]
+        return cls(answer["sensor_id"], m["host"], int(m["port"]), m["password"],
+                   tls=bool(m.get("tls")), ca_pem=m.get("ca_pem"), **kw)  # fmt: skip
 
     def _new_client(self, password: str) -> mqtt.Client:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=self.sensor_id, protocol=mqtt.MQTTv5
         )
         client.username_pw_set(self.sensor_id, password)
+        use_tls(client, self.tls, self.ca_pem)
         client.will_set(status_topic(self.sensor_id), b"offline", qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from core.wire import status_topic
 from simulator.progress import Counters
+from simulator.transport import use_tls
 
 log = logging.getLogger("ansim.simulator.fleet")
 
@@ -48,6 +50,8 @@ class SensorCredentials:
     host: str
     port: int
     password: str
+    tls: bool = False
+    ca_pem: str | None = None
 
 
 class FleetSensor:
@@ -69,6 +73,7 @@ class FleetSensor:
             CallbackAPIVersion.VERSION2, client_id=self.sensor_id, protocol=mqtt.MQTTv5
         )
         client.username_pw_set(self.sensor_id, creds.password)
+        use_tls(client, creds.tls, creds.ca_pem)
         client.will_set(status_topic(self.sensor_id), b"offline", qos=1, retain=True)
         client.max_inflight_messages_set(100)
         client.max_queued_messages_set(0)
@@ -88,6 +93,12 @@ class FleetSensor:
 
     def _read(self) -> None:
         self.client.loop_read(16)
+        # TLS may hold decrypted bytes the socket no longer signals: drain them
+        sock = self.client.socket()
+        while isinstance(sock, ssl.SSLSocket) and sock.pending():
+            if self.client.loop_read(16) != mqtt.MQTT_ERR_SUCCESS:
+                break
+            sock = self.client.socket()
 
     def _on_socket_close(self, client: mqtt.Client, _u: Any, sock: Any) -> None:
         self.fleet.loop.remove_reader(sock)

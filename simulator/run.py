@@ -42,6 +42,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from core.broker.tls import api_verify
 from core.settings import Settings
 from core.wire import event_topic
 from simulator.fleet import Fleet, SensorCredentials
@@ -197,6 +198,7 @@ def _account(s: PlanSummary, h: Any, item: PlanItem) -> None:
 def api_client(settings: Settings, token: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=settings.api_base_url,
+        verify=api_verify(settings),
         headers={"Authorization": f"Bearer {token}"},
         timeout=30,
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
@@ -345,7 +347,7 @@ async def enrol_fleet(
             host = str(mq.get("host") or settings.mqtt_host)
             out[h.key] = SensorCredentials(
                 h.key, household_id, str(prov["sensor_id"]), host, int(mq["port"]),
-                str(mq["password"]),
+                str(mq["password"]), tls=bool(mq.get("tls")), ca_pem=mq.get("ca_pem"),
             )  # fmt: skip
             progress.done += 1
             progress.tick()

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from core.broker.mosquitto import BrokerCredentials, BrokerProcess
+from core.broker.tls import api_verify
 from core.models import Role
 from core.settings import Settings
 
@@ -49,6 +50,7 @@ class Stack:
         self.env = {
             "ANSIM_DATA_DIR": str(data_dir),
             "ANSIM_MQTT_PORT": str(free_port()),
+            "ANSIM_MQTT_TLS_PORT": str(free_port()),
             "ANSIM_HTTP_PORT": str(free_port()),
             "ANSIM_BRIDGE_METRICS_PORT": str(free_port()),
             "ANSIM_SCHEDULER_METRICS_PORT": str(free_port()),
@@ -68,7 +70,8 @@ class Stack:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.http_port}"
+        scheme = "https" if self.settings.http_tls else "http"
+        return f"{scheme}://127.0.0.1:{self.settings.http_port}"
 
     def start_broker(self) -> None:
         self.creds = self.broker.start(log_file=self.data_dir / "mosquitto.log")
@@ -98,7 +101,8 @@ class Stack:
 
     def _api_up(self) -> bool:
         try:
-            return httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
+            r = httpx.get(f"{self.base_url}/healthz", timeout=1, verify=api_verify(self.settings))
+            return r.status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -133,7 +137,9 @@ class Stack:
 
     def api(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token or self.operator_token}"}
-        return httpx.Client(base_url=self.base_url, headers=headers, timeout=15)
+        return httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=15, verify=api_verify(self.settings)
+        )
 
     def db_scalar(self, sql: str, *params: Any) -> Any:
         import sqlite3

@@ -6,7 +6,7 @@ import logging
 
 from fastapi import APIRouter, HTTPException, status
 
-from api.deps import AdminDep, DbDep, Operator, SettingsDep
+from api.deps import AdminDep, DbDep, Operator, SettingsDep, TlsDep
 from api.schemas import (
     HouseholdCreate,
     HouseholdCreated,
@@ -104,6 +104,7 @@ async def provision_sensor(
     db: DbDep,
     admin: AdminDep,
     settings: SettingsDep,
+    tls: TlsDep,
     operator: Operator,
     body: SensorCreate | None = None,
 ) -> SensorProvisioned:
@@ -144,7 +145,10 @@ async def provision_sensor(
         household_id=household_id,
         mqtt=MqttCredentials(
             host=settings.sensor_mqtt_host,
-            port=settings.mqtt_port,
+            port=settings.mqtt_tls_port,
+            tls=True,
+            ca_pem=tls.ca_pem(),
+            server_name=settings.sensor_mqtt_host,
             username=sensor_id,
             password=password,
             client_id=sensor_id,

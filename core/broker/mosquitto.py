@@ -4,6 +4,7 @@ dynamic-security file: the admin account, the bridge account and their roles."""
 from __future__ import annotations
 
 import getpass
+import ipaddress
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.broker.dynsec import DynsecAdmin
+from core.broker.tls import TlsFiles, ensure_tls
 from core.credentials import new_password
 from core.errors import ConfigError
 from core.settings import Settings
@@ -56,11 +58,37 @@ def load_or_create_credentials(settings: Settings) -> BrokerCredentials:
     )
 
 
-def render_config(settings: Settings) -> Path:
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def render_config(settings: Settings, tls: TlsFiles) -> Path:
+    if not is_loopback(settings.mqtt_host):
+        if not settings.mqtt_plain_expose:
+            raise ConfigError(
+                f"ANSIM_MQTT_HOST={settings.mqtt_host} would expose plain MQTT beyond this "
+                "machine; sensors use the TLS listener. Set ANSIM_MQTT_PLAIN_EXPOSE=1 to "
+                "expose it anyway"
+            )
+        log.warning(
+            "plain MQTT listener exposed beyond loopback: passwords and door events "
+            "cross the network in clear text",
+            extra={"bind": settings.mqtt_host, "port": settings.mqtt_port},
+        )
     template = settings.mosquitto_conf.read_text()
     values = {
         "@MQTT_PORT@": str(settings.mqtt_port),
         "@MQTT_BIND@": settings.mqtt_host,
+        "@MQTT_TLS_PORT@": str(settings.mqtt_tls_port),
+        "@MQTT_TLS_BIND@": settings.mqtt_tls_bind,
+        "@TLS_CERT@": str(tls.cert),
+        "@TLS_KEY@": str(tls.key),
+        "@AUTOSAVE_INTERVAL@": str(settings.mqtt_autosave_s),
         "@BROKER_DIR@": str(settings.broker_dir),
         "@DYNSEC_PLUGIN@": settings.mosquitto_plugin,
         "@USER@": getpass.getuser(),
@@ -173,13 +201,15 @@ class BrokerProcess:
         self.settings = settings
         self.proc: subprocess.Popen[bytes] | None = None
         self.creds: BrokerCredentials | None = None
+        self.tls: TlsFiles | None = None
 
     def prepare(self) -> BrokerCredentials:
         _check_tools(self.settings)
         self.settings.broker_dir.mkdir(parents=True, exist_ok=True)
         self.creds = load_or_create_credentials(self.settings)
         init_dynsec(self.settings, self.creds)
-        render_config(self.settings)
+        self.tls = ensure_tls(self.settings)
+        render_config(self.settings, self.tls)
         return self.creds
 
     def start(self, log_file: Path | None = None, bootstrap: bool = True) -> BrokerCredentials:
@@ -197,6 +227,9 @@ class BrokerProcess:
             if out is not None:
                 out.close()
         wait_for_port(self.settings.mqtt_host, self.settings.mqtt_port, 15.0, self.proc)
+        tls_bind = self.settings.mqtt_tls_bind
+        tls_host = "127.0.0.1" if tls_bind in ("", "0.0.0.0", "::") else tls_bind  # noqa: S104
+        wait_for_port(tls_host, self.settings.mqtt_tls_port, 15.0, self.proc)
         if bootstrap:
             bootstrap_accounts(self.settings, creds)
         return creds

@@ -53,8 +53,7 @@ def _household(
     with stack.api() as api:
         hh = stack.enrol(api, webhook_url=receiver.url(path), **extra)
         prov = stack.provision(api, hh["household_id"])
-    m = prov["mqtt"]
-    sensor = VirtualSensor(prov["sensor_id"], "127.0.0.1", m["port"], m["password"], boot=1)
+    sensor = VirtualSensor.provisioned(prov, boot=1)
     assert sensor.start()
     return hh, prov, sensor
 

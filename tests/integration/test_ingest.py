@@ -15,8 +15,7 @@ from tests.harness import Stack, wait_until
 
 
 def _sensor(stack: Stack, prov: dict[str, Any], boot: int = 1) -> VirtualSensor:
-    m = prov["mqtt"]
-    s = VirtualSensor(prov["sensor_id"], "127.0.0.1", m["port"], m["password"], boot=boot)
+    s = VirtualSensor.provisioned(prov, boot=boot)
     assert s.start(), f"sensor could not connect: {s.refused}"
     return s
 
@@ -36,7 +35,9 @@ def _new_sensor(stack: Stack, api: httpx.Client) -> tuple[dict[str, Any], dict[s
 def test_events_stored_once_and_listed_newest_first(stack: Stack) -> None:
     with stack.api() as api:
         _hh, prov = _new_sensor(stack, api)
-        assert prov["mqtt"]["port"] == stack.mqtt_port and prov["mqtt"]["password"]
+        m = prov["mqtt"]
+        assert m["port"] == stack.settings.mqtt_tls_port and m["tls"] and m["password"]
+        assert m["ca_pem"].startswith("-----BEGIN CERTIFICATE-----")
         sensor = _sensor(stack, prov, boot=3)
         t0 = datetime.now(UTC) - timedelta(seconds=30)
         for i in range(30):

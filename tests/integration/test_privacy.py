@@ -52,8 +52,7 @@ def test_unenrol_erases_personal_data_but_keeps_the_grade_effect(pstack: Stack) 
                           webhook_url="http://127.0.0.1:9/hook")  # fmt: skip
         hid = hh["household_id"]
         prov = pstack.provision(api, hid)
-        m = prov["mqtt"]
-        sensor = VirtualSensor(prov["sensor_id"], "127.0.0.1", m["port"], m["password"], boot=1)
+        sensor = VirtualSensor.provisioned(prov, boot=1)
         assert sensor.start(), sensor.refused
         sensor.publish(EventType.OPEN, datetime.now(UTC)).wait_for_publish(5)
         sensor.stop()
@@ -111,7 +110,7 @@ def test_unenrol_erases_personal_data_but_keeps_the_grade_effect(pstack: Stack) 
     with pstack.api(hh["token"]) as resident:
         assert resident.get(f"/api/v1/sensors/{prov['sensor_id']}").status_code == 401
     # the sensor's broker credentials stop working at once
-    again = VirtualSensor(prov["sensor_id"], "127.0.0.1", m["port"], m["password"], boot=2)
+    again = VirtualSensor.provisioned(prov, boot=2)
     assert not again.start(timeout_s=3)
     again.stop(graceful=False)
 

@@ -192,7 +192,8 @@ def test_power_loss_publishes_the_last_will(replay_stack: Stack) -> None:
             fleet = Fleet(Counters())
             sensor = fleet.add(
                 SensorCredentials("hh-00000", hh["household_id"], sid, "127.0.0.1",
-                                  prov["mqtt"]["port"], prov["mqtt"]["password"])
+                                  prov["mqtt"]["port"], prov["mqtt"]["password"],
+                                  tls=True, ca_pem=prov["mqtt"]["ca_pem"])
             )  # fmt: skip
             assert await fleet.connect_all() == []
             await asyncio.to_thread(wait_until, lambda: status() == "online", 10, 0.05, "online")
