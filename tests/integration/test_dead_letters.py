@@ -46,8 +46,7 @@ def dstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def _sensor(stack: Stack, api: httpx.Client) -> VirtualSensor:
     hh = stack.enrol(api)
     prov = stack.provision(api, hh["household_id"])
-    m = prov["mqtt"]
-    s = VirtualSensor(prov["sensor_id"], "127.0.0.1", m["port"], m["password"])
+    s = VirtualSensor.provisioned(prov)
     assert s.start(), f"sensor could not connect: {s.refused}"
     return s
 
