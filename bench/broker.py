@@ -5,10 +5,13 @@
 Every figure is a ratio against a baseline measured in the same run (machines differ by
 2.5x in absolute speed); absolute numbers are printed only to read the ratios by.
 
+Sensors are played by `bench/loadgen.c` (libmosquitto, one connection per sensor, one
+pacing thread), so the figures are the broker's, not a Python publisher's.
+
 1. TLS: sensors publish `--messages` QoS 1 events over plain loopback MQTT (baseline),
-   then the same number over the TLS listener with the provisioned CA, while a counting
-   subscriber (the bridge's role) is online. Throughput = messages acknowledged to the
-   publishers and received by the subscriber per second. Ratio = TLS / plain.
+   then the same number over the TLS listener with the provisioned CA (the bridge's
+   session is offline: the broker queues them). Throughput = messages acknowledged to the
+   publishers per second, first send to last PUBACK. Ratio = TLS / plain.
 2. Autosave with a backlog: the subscriber's persistent session is offline, so the
    broker queues everything (as it does for a stopped bridge). `--messages` are published
    (the backlog), then the subscriber drains it. Baseline: `autosave_interval 30` (wave 1);
@@ -23,15 +26,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing as mp
 import signal
 import sys
 import tempfile
-import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -41,10 +40,10 @@ from paho.mqtt.properties import Properties
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import loadgen  # noqa: E402
 from core.broker.dynsec import DynsecAdmin  # noqa: E402
 from core.broker.mosquitto import BRIDGE_ROLE  # noqa: E402
-from core.wire import SENSORS_FILTER, encode_event, event_topic  # noqa: E402
-from simulator.transport import tls_context  # noqa: E402
+from core.wire import SENSORS_FILTER  # noqa: E402
 from tests.harness import Stack, wait_until  # noqa: E402
 
 COUNTER_USER = "bench-counter"
@@ -55,79 +54,28 @@ def say(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _publisher(
-    port: int,
-    sensors: list[tuple[str, str]],
-    per_sensor: int,
-    rate: float,
-    ca_pem: str | None,
-    acked: Any,
-) -> None:
-    done = threading.Semaphore(0)
-    clients = []
-    for sid, pw in sensors:
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=sid, protocol=mqtt.MQTTv5)
-        c.username_pw_set(sid, pw)
-        if ca_pem is not None:
-            c.tls_set_context(tls_context(ca_pem))
-        c.max_inflight_messages_set(1000)
-        c.max_queued_messages_set(0)
-
-        def on_publish(*_a: object) -> None:
-            with acked.get_lock():
-                acked.value += 1
-            done.release()
-
-        c.on_publish = on_publish
-        c.connect("127.0.0.1", port)
-        c.loop_start()
-        clients.append((sid, c))
-    start = time.perf_counter()
-    sent = 0
-    for seq in range(per_sensor):
-        for sid, c in clients:
-            payload = encode_event(1, seq, datetime.now(UTC), "open" if seq % 2 else "close")
-            c.publish(event_topic(sid), payload, qos=1)
-            sent += 1
-            if rate:
-                ahead = sent / rate - (time.perf_counter() - start)
-                if ahead > 0.002:
-                    time.sleep(ahead)
-    for _ in range(per_sensor * len(clients)):
-        done.acquire(timeout=120)
-    for _sid, c in clients:
-        c.disconnect()
-        c.loop_stop()
-
-
 def publish(
     port: int,
     sensors: list[tuple[str, str]],
     per_sensor: int,
     ca_pem: str | None = None,
     rate: float = 0,
-    procs: int = 2,
 ) -> tuple[int, float]:
-    """Publish from `procs` processes; (messages acknowledged, seconds)."""
-    acked = mp.Value("q", 0)
-    groups = [sensors[i::procs] for i in range(procs)]
-    workers = [
-        mp.Process(
-            target=_publisher,
-            args=(port, g, per_sensor, rate / procs if rate else 0, ca_pem, acked),
-        )
-        for g in groups
-    ]
-    t0 = time.perf_counter()
-    for w in workers:
-        w.start()
+    """Publish with the C load generator (`bench/loadgen.c`), as fast as the broker takes
+    them when `rate` is 0; (messages acknowledged, seconds)."""
     total = per_sensor * len(sensors)
-    while any(w.is_alive() for w in workers):
-        time.sleep(0.5)
-        say(f"    acknowledged by the broker {acked.value:,}/{total:,}")
-    for w in workers:
-        w.join()
-    return int(acked.value), time.perf_counter() - t0
+    offered = rate or 2_000_000.0
+    with tempfile.TemporaryDirectory(prefix="ansim-bench-lg-") as tmp:
+        cafile = None
+        if ca_pem is not None:
+            cafile = Path(tmp) / "ca.pem"
+            cafile.write_text(ca_pem)
+        result = loadgen.run(port, sensors, offered, total / offered, 1, Path(tmp), cafile)
+    acked = [m for m in result.sent if m.puback_us]
+    say(f"    {result.summary.splitlines()[0]}")
+    # first send to last PUBACK, as the generator saw them
+    secs = (max(m.puback_us for m in acked) - min(m.send_us for m in result.sent)) / 1e6
+    return len(acked), secs
 
 
 class Counter:
@@ -196,6 +144,8 @@ def broker(autosave_s: int, n_sensors: int) -> tuple[Stack, list[tuple[str, str]
 
 
 def tls_cost(messages: int, n_sensors: int) -> float:
+    """Publish throughput (sent → PUBACK) over plain loopback and over TLS, the bridge's
+    session offline so the broker only queues: what TLS costs the sensors' side."""
     stack, sensors, ca = broker(1, n_sensors)
     per = messages // n_sensors
     rates = {}
@@ -204,15 +154,10 @@ def tls_cost(messages: int, n_sensors: int) -> float:
             ("plain loopback", stack.mqtt_port, None),
             ("TLS", stack.settings.mqtt_tls_port, ca),
         ):
-            counter = Counter(stack.mqtt_port)
-            counter.start()
-            say(f"  {label}: {per * n_sensors:,} messages, subscriber online")
-            t0 = time.perf_counter()
-            n, _secs = publish(port, sensors, per, ca_pem=ca_pem)
-            wait_until(lambda c=counter, n=n: c.n >= n, 300, 0.1, "all delivered")  # type: ignore[misc]
-            rates[label] = n / (counter.last - t0)
-            counter.stop()
-            say(f"    {rates[label]:,.0f} msg/s published, acknowledged and delivered")
+            say(f"  {label}: {per * n_sensors:,} messages")
+            n, secs = publish(port, sensors, per, ca_pem=ca_pem)
+            rates[label] = n / secs
+            say(f"    {rates[label]:,.0f} msg/s published and acknowledged")
     finally:
         stack.stop_broker()
     return rates["TLS"] / rates["plain loopback"]
@@ -273,6 +218,7 @@ def main() -> None:
     p.add_argument("--crash-rate", type=float, default=2000)
     p.add_argument("--crash-seconds", type=float, default=5)
     args = p.parse_args()
+    loadgen.binary()  # built before anything is timed
 
     say("1/3 the cost of TLS for sensors")
     tls_ratio = tls_cost(args.messages, args.sensors)
