@@ -33,6 +33,7 @@ from core.dispatch import (
 )
 from core.notify import RetryPolicy
 from core.settings import Settings
+from core.storage import wake
 from core.storage.db import Database
 from core.storage.outbox import (
     Notification,
@@ -242,6 +243,9 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> None:
         poll = self.settings.notify_poll_ms / 1000
         writer = asyncio.create_task(self._writer(stop))
+        loop = asyncio.get_running_loop()
+        listener = wake.Listener(self.settings.database, self.wake.set)
+        listener.start(loop)  # a commit that adds outbox rows wakes us; polling stays
         while not stop.is_set():
             try:
                 await self.run_once()
@@ -250,6 +254,7 @@ class Dispatcher:
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), poll)
+        listener.stop(loop)
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

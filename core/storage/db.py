@@ -12,6 +12,7 @@ from typing import Any
 
 import aiosqlite
 
+from core.storage import wake
 from core.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
 BUSY_TIMEOUT_MS = 15_000
@@ -81,6 +82,7 @@ def _statements(script: str) -> list[str]:
 async def open_database(path: Path) -> aiosqlite.Connection:
     conn = await connect(path)
     await migrate(conn)
+    wake.register(conn, path)
     return conn
 
 
@@ -91,10 +93,12 @@ async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Con
     try:
         yield conn
     except BaseException:
+        wake.discard(conn)
         await conn.execute("ROLLBACK")
         raise
     else:
         await conn.execute("COMMIT")
+        wake.after_commit(conn)  # new outbox rows: the notifier reads them now
 
 
 class _Rows:

@@ -8,6 +8,8 @@ from typing import Any
 
 import aiosqlite
 
+from core.storage import wake
+
 
 @dataclass(frozen=True, slots=True)
 class Notification:
@@ -40,6 +42,8 @@ async def enqueue(
         (notification_id, alert_id, recipient, household_id, url, body,
          "pending" if url else "no_endpoint", now_us, now_us),
     )  # fmt: skip
+    if url:
+        wake.mark(conn)
 
 
 async def pending_after(
