@@ -211,11 +211,9 @@ class PostgresProcess:
         """initdb on first start, then `pg_ctl start`; returns `url` once the server
         accepts a password login. Raises ConfigError with the reason and the log's tail."""
         self._check_tools()
-        self._account = ensure_system_user(self.run_user) if os.geteuid() == 0 else None
+        self._resolve_account()
         self._prepare_root()
         self.creds = self._load_or_create_credentials()
-        if not (self.pgdata / "PG_VERSION").exists():
-            self._initdb()
         if self.is_running():
             raise ConfigError(
                 f"a PostgreSQL server already runs on {self.pgdata} (pid {self.pid}): "
@@ -228,6 +226,8 @@ class PostgresProcess:
                 f"cannot start PostgreSQL: {HOST}:{self.port} is already in use by another "
                 "process; stop it or set ANSIM_PG_PORT to a free port"
             )
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._initdb()
         self._write_conf()
         offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         result = self._run(
@@ -252,6 +252,7 @@ class PostgresProcess:
     def is_running(self) -> bool:
         if not (self.pgdata / "PG_VERSION").exists():
             return False
+        self._resolve_account()
         result = self._run([self._tool("pg_ctl"), "status", "-D", str(self.pgdata)])
         return result.returncode == 0
 
@@ -293,6 +294,10 @@ class PostgresProcess:
                 f"the unix socket path under {self.socket_dir} is longer than "
                 f"{_SOCKET_PATH_MAX} bytes: choose a shorter ANSIM_DATA_DIR"
             )
+
+    def _resolve_account(self) -> None:
+        if self._account is None and os.geteuid() == 0:
+            self._account = ensure_system_user(self.run_user)
 
     def _own(self, path: Path) -> None:
         if self._account is not None:
