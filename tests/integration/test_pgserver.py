@@ -18,6 +18,7 @@ import pytest
 
 from core.errors import ConfigError
 from core.pgserver import PostgresProcess
+from core.settings import Settings
 from tests.harness import free_port
 from tests.pgtools import reachable_tmp_dir
 
@@ -185,6 +186,21 @@ def test_missing_binaries_fail_with_the_setting_to_fix(data_dir: Path) -> None:
     pg = PostgresProcess(data_dir, free_port(), bin_dir=data_dir / "no-postgres-here")
     with pytest.raises(ConfigError, match=r"PostgreSQL 15 not found .*ANSIM_PG_BIN_DIR"):
         pg.start()
+    assert not (data_dir / "postgres").exists()
+
+
+def test_settings_choose_binaries_port_directory_and_user(data_dir: Path) -> None:
+    settings = Settings(
+        data_dir=data_dir, pg_port=6543, pg_bin_dir=data_dir / "bin", pg_run_user="someone"
+    )
+    pg = PostgresProcess.from_settings(settings)
+    assert (pg.root, pg.port, pg.bin_dir, pg.run_user) == (
+        data_dir / "postgres", 6543, data_dir / "bin", "someone",
+    )  # fmt: skip
+    default = PostgresProcess.from_settings(Settings(data_dir=data_dir))
+    assert default.port == 5433
+    assert (default.bin_dir / "pg_ctl").exists(), "Debian's PostgreSQL 15 is found by default"
+    assert default.run_user == "ansim-pg"
 
 
 def test_a_data_dir_the_server_user_cannot_reach_is_named(data_dir: Path) -> None:
