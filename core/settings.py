@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     webhook_ca_file: Path | None = None  # extra CA (PEM) trusted for https:// webhooks
     webhook_allow_http: bool = False  # allow http:// webhook URLs outside loopback
 
+    # local PostgreSQL for development and tests (issue 10 item 4, core/pgserver.py)
+    pg_bin_dir: Path | None = None  # initdb/pg_ctl; default /usr/lib/postgresql/15/bin or PATH
+    pg_port: int = 5433  # 127.0.0.1 port of the project's own cluster; 0 picks a free one
+    pg_run_user: str = "ansim-pg"  # unprivileged system user that runs it when started as root
+
     # logging
     log_level: str = "INFO"
 

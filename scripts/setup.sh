@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up on a fresh Debian machine with Python 3.11:
-# mosquitto from Debian's packages (if missing), a virtual env, the pinned packages.
+# mosquitto and PostgreSQL 15 from Debian's packages (if missing), a virtual env, the
+# pinned packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,22 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
     $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
   fi
 fi
+# PostgreSQL 15 binaries (initdb, pg_ctl, postgres, psql): Ansim runs its own cluster in
+# DATA_DIR/postgres (core/pgserver.py), never the packaged system service.
+PG_BIN_DIR="${ANSIM_PG_BIN_DIR:-/usr/lib/postgresql/15/bin}"
+if [ ! -x "$PG_BIN_DIR/initdb" ] || [ ! -x "$PG_BIN_DIR/pg_ctl" ]; then
+  step "installing PostgreSQL 15 from Debian packages"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-15 postgresql-client-15 >/dev/null
+  # We only want the binaries: stop and disable the cluster the package may have started.
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+    $SUDO systemctl disable --now postgresql >/dev/null 2>&1 || true
+  elif command -v pg_ctlcluster >/dev/null 2>&1; then
+    $SUDO pg_ctlcluster 15 main stop >/dev/null 2>&1 || true
+  fi
+fi
 # The browser tests drive Debian's chromium (never a browser downloaded by a test tool).
 # A Korean font too: the console is Korean by default and screenshots must be legible.
 if [ "${ANSIM_SETUP_BROWSER:-0}" = "1" ] && { ! command -v chromium >/dev/null 2>&1 \
@@ -29,6 +46,9 @@ if [ "${ANSIM_SETUP_BROWSER:-0}" = "1" ] && { ! command -v chromium >/dev/null 2
 fi
 for tool in mosquitto_ctrl; do
   command -v "$tool" >/dev/null 2>&1 || { echo "setup: $tool missing after install" >&2; exit 1; }
+done
+for tool in initdb pg_ctl postgres pg_isready psql; do
+  [ -x "$PG_BIN_DIR/$tool" ] || { echo "setup: $PG_BIN_DIR/$tool missing after install" >&2; exit 1; }
 done
 
 PY="${PYTHON:-}"

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from core.pgserver import PostgresProcess
 from tests.harness import Stack
+from tests.pgtools import create_database, drop_database, reachable_tmp_dir
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -26,3 +28,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield s
     finally:
         s.stop()
+
+
+# --- PostgreSQL (issue 10): one server per session, a fresh database per test module ---
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresProcess]:
+    """The project's own PostgreSQL (core/pgserver.py) on a free loopback port for the whole
+    session. A missing PostgreSQL raises ConfigError here: a failing test, never a skip."""
+    with reachable_tmp_dir("ansim-pg-session-") as data_dir:
+        server = PostgresProcess(data_dir, 0)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_url(pg_server: PostgresProcess) -> Iterator[str]:
+    """`postgresql://…/test_<random>`: an empty database of its own for each test module,
+    dropped after it."""
+    url = create_database(pg_server)
+    try:
+        yield url
+    finally:
+        drop_database(pg_server, url)
