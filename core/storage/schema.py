@@ -220,5 +220,21 @@ CREATE INDEX IF NOT EXISTS deliveries_by_notification ON deliveries(notification
 
 from core.storage.schema_segments import SCHEMA_V3  # noqa: E402 - after the v1/v2 texts
 
-MIGRATIONS: list[tuple[int, str]] = [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)]
+# v4: one row per service (bridge, notifier, scheduler), rewritten every few seconds;
+# `/healthz` calls a service down when its row is missing or older than the stale limit.
+SCHEMA_V4 = """
+CREATE TABLE IF NOT EXISTS service_heartbeats (
+    part     TEXT PRIMARY KEY,
+    at_us    INTEGER NOT NULL,
+    pid      INTEGER NOT NULL,
+    detail   TEXT
+);
+"""
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, SCHEMA_V1),
+    (2, SCHEMA_V2),
+    (3, SCHEMA_V3),
+    (4, SCHEMA_V4),
+]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
