@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import time
 
@@ -71,12 +72,21 @@ async def main_async(settings: Settings) -> int:
                     hb_conn, "bridge", settings.heartbeat_write_s, wall_us, stop, detail
                 )
             )
+
+            async def beat_on_connect() -> None:
+                # the first beat says "not connected yet": say "connected" as soon as it is
+                await bridge.connected.wait()
+                with contextlib.suppress(Exception):  # the periodic beat logs failures
+                    await heartbeats.beat(hb_conn, "bridge", wall_us(), os.getpid(), detail())
+
+            first = asyncio.create_task(beat_on_connect())
             try:
                 await bridge.run(stop)
             finally:
-                beats.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await beats
+                for task in (first, beats):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 with contextlib.suppress(Exception):
                     await heartbeats.beat(hb_conn, "bridge", wall_us(), 0, '{"state":"stopped"}')
         finally:
