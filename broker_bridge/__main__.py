@@ -61,10 +61,22 @@ async def main_async(settings: Settings) -> int:
             )
             bridge = Bridge(settings, conn, creds.bridge_username, creds.bridge_password)
 
+            last_totals, last_progress = dict(bridge.totals), time.monotonic()
+
             def detail() -> str:
-                # beats run on the loop that drives MQTT: a stalled loop goes silent
+                # beats run on the loop that drives MQTT: a stalled loop goes silent; and a
+                # pipeline that has messages waiting but stores none reports how long
+                nonlocal last_totals, last_progress
+                now = time.monotonic()
+                if not bridge.buffer or bridge.totals != last_totals:
+                    last_totals, last_progress = dict(bridge.totals), now
+                stalled = now - last_progress
                 return json.dumps(
-                    {"connected": bridge.connected.is_set(), "pending": len(bridge.buffer)}
+                    {
+                        "connected": bridge.connected.is_set(),
+                        "pending": len(bridge.buffer),
+                        "stalled_s": round(stalled, 1),
+                    }
                 )
 
             beats = asyncio.create_task(

@@ -78,6 +78,11 @@ def _service(beat: heartbeats.Heartbeat | None, now_us: int, stale_s: float) -> 
         return PartHealth(status="stale", age_s=age, reason=f"silent for more than {stale_s:g} s")
     if detail.get("connected") is False:
         return PartHealth(status="down", age_s=age, reason="not connected to the broker")
+    stalled = detail.get("stalled_s")
+    if isinstance(stalled, int | float) and stalled > stale_s:
+        return PartHealth(
+            status="down", age_s=age, reason=f"messages waiting, none processed for {stalled:g} s"
+        )
     return PartHealth(status="ok", age_s=age)
 
 
