@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness import ROOT, free_port, wait_until
+from tests.harness import ROOT, Stack, free_port, wait_until
 
 
 def _env(data_dir: Path, **extra: str) -> dict[str, str]:
@@ -83,9 +83,20 @@ def test_child_with_its_port_taken_exits_non_zero_promptly(
     assert env[port_var] in err
 
 
-def test_up_exits_non_zero_when_the_bridge_metrics_port_is_taken(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("port_var", "child"),
+    [
+        ("ANSIM_BRIDGE_METRICS_PORT", "bridge"),
+        ("ANSIM_SCHEDULER_METRICS_PORT", "scheduler"),
+        ("ANSIM_NOTIFIER_METRICS_PORT", "notifier"),
+        ("ANSIM_HTTP_PORT", "api"),
+    ],
+)
+def test_up_exits_non_zero_when_a_child_port_is_taken(
+    tmp_path: Path, port_var: str, child: str
+) -> None:
     env = _env(tmp_path)
-    held = _hold(int(env["ANSIM_BRIDGE_METRICS_PORT"]))
+    held = _hold(int(env[port_var]))
     try:
         started = time.monotonic()
         proc = subprocess.run(
@@ -99,14 +110,81 @@ def test_up_exits_non_zero_when_the_bridge_metrics_port_is_taken(tmp_path: Path)
     finally:
         held.close()
     err = proc.stderr.decode()
-    print(f"ansim up gave up after {took:.1f} s")
+    print(f"ansim up gave up after {took:.1f} s ({child})")
     assert proc.returncode == 1, err[-3000:]
     assert took < 45
-    assert "bridge keeps failing at start" in err and "last exit code 2" in err
+    assert f"{child} keeps failing at start" in err and "last exit code 2" in err
     assert "Ansim Door is up" not in err
     # everything it started is stopped again: the ports are free
-    for var in ("ANSIM_MQTT_PORT", "ANSIM_HTTP_PORT", "ANSIM_NOTIFIER_METRICS_PORT"):
-        assert _port_free(int(env[var])), var
+    for var in (
+        "ANSIM_MQTT_PORT",
+        "ANSIM_HTTP_PORT",
+        "ANSIM_BRIDGE_METRICS_PORT",
+        "ANSIM_SCHEDULER_METRICS_PORT",
+        "ANSIM_NOTIFIER_METRICS_PORT",
+    ):
+        if var != port_var:
+            assert _port_free(int(env[var])), var
+
+
+def test_up_refuses_at_once_when_the_mqtt_port_is_taken(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    held = _hold(int(env["ANSIM_MQTT_PORT"]))
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ansim", "up"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            timeout=30,
+        )
+    finally:
+        held.close()
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    assert f"the MQTT port 127.0.0.1:{env['ANSIM_MQTT_PORT']} is in use" in err
+    assert "Ansim Door is up" not in err
+
+
+def test_healthz_names_the_broker_when_it_is_gone(tmp_path: Path) -> None:
+    stack = Stack(tmp_path)
+    stack.start()
+    try:
+        wait_until(lambda: _health(stack.env)[0] == 200, 20, what="healthz 200")
+        stack.stop_broker()
+        _status, body = wait_until(
+            lambda: (r := _health(stack.env))[0] == 503 and "broker" in r[1]["failing"] and r,
+            20,
+            what="503 naming the broker",
+        )
+        assert body["parts"]["broker"]["status"] == "down" and body["parts"]["broker"]["reason"]
+        stack.start_broker()
+        wait_until(lambda: _health(stack.env)[0] == 200, 30, what="200 after the broker is back")
+    finally:
+        stack.stop()
+
+
+def test_demo_banner_only_after_the_district_import(tmp_path: Path) -> None:
+    env = _env(tmp_path, ANSIM_DEMO_HOUSEHOLDS="1")
+    log_path = tmp_path / "up.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ansim", "up", "--demo"],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        wait_until(lambda: "Ansim Door is up" in log_path.read_text(), 120, what="the banner")
+        text = log_path.read_text()
+        assert text.index('"demo district imported"') < text.index("Ansim Door is up")
+        with sqlite3.connect(tmp_path / "ansim.db") as db:
+            assert db.execute("SELECT COUNT(*) FROM segments").fetchone()[0] > 50_000
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    assert proc.returncode == 0
 
 
 @pytest.fixture
