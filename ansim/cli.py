@@ -83,11 +83,14 @@ async def revoke_token(settings: Settings, token_id: str) -> tokens.TokenInfo:
 
 
 def _token_command(settings: Settings, args: argparse.Namespace) -> int:
+    action = str(args.token_command)
     problem = _no_database(settings)
+    if problem and action == "create" and args.init:
+        print(f"ansim: creating a new database at {settings.database}", file=sys.stderr)
+        problem = None
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    action = str(args.token_command)
     if action == "list":
         rows = asyncio.run(list_tokens(settings))
         cols = ("id", "role", "household", "label", "created", "revoked", "last used")
@@ -129,6 +132,11 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--role", choices=[r.value for r in Role], required=True)
     create.add_argument("--household", help="household id (resident tokens)")
     create.add_argument("--label", help="who the token is for")
+    create.add_argument(
+        "--init",
+        action="store_true",
+        help="create the database if there is none yet (before the first `ansim up`)",
+    )
     tok_sub.add_parser("list", help="list tokens (id, role, label, created, revoked; no secret)")
     revoke = tok_sub.add_parser("revoke", help="revoke a token: the API answers 401 to it")
     revoke.add_argument("token_id", help="the id shown by `ansim token list` (or a prefix)")

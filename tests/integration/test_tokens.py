@@ -38,6 +38,10 @@ def test_token_create_without_a_database_refuses_and_creates_nothing(tmp_path: P
     p = ansim(env, "token", "create", "--role", "operator")
     assert p.returncode == 2 and str(elsewhere / "ansim.db") in p.stderr
     assert not elsewhere.exists()
+    p = ansim(env, "token", "create", "--role", "operator", "--init")  # on purpose
+    assert p.returncode == 0 and p.stdout.startswith("ansim_"), p.stderr
+    assert f"creating a new database at {elsewhere / 'ansim.db'}" in p.stderr
+    assert (elsewhere / "ansim.db").is_file()
 
 
 def test_token_list_and_revoke(stack: Stack) -> None:
