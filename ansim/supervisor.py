@@ -1,24 +1,37 @@
 """`ansim up`: broker, bridge, API and scheduler as one supervised group.
 
-Children are restarted with backoff if they die; Ctrl-C / SIGTERM stops them in
+Children are restarted with backoff (0.5 s doubling, capped) if they die; a child that
+keeps failing at start (ANSIM_SUPERVISOR_FAIL_COUNT exits in a row, each within
+ANSIM_SUPERVISOR_FAIL_WINDOW_S of its start) stops everything and `ansim up` exits 1 naming
+it. The banner is printed only once `/healthz` answers 200 (every part ok) and, with
+--demo, once the demo district is imported. Ctrl-C / SIGTERM stops the children in
 reverse order (each gets SIGTERM, then SIGKILL after a grace period).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from core.broker.mosquitto import BrokerProcess
 from core.settings import Settings
 
 log = logging.getLogger("ansim.supervisor")
+
+BACKOFF_START_S = 0.5
+STABLE_S = 60.0  # a child that ran this long starts its backoff afresh
 
 
 @dataclass
@@ -28,8 +41,10 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = 0.0
-    backoff_s: float = 1.0
+    backoff_s: float = BACKOFF_START_S
     next_start: float = 0.0
+    quick_exits: int = 0  # consecutive exits soon after start
+    last_code: int | None = None
     env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
@@ -45,7 +60,9 @@ class Child:
         if not self.alive():
             return
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGCONT)  # a stopped child cannot handle SIGTERM
+            self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(grace_s)
         except subprocess.TimeoutExpired:
@@ -54,16 +71,77 @@ class Child:
             self.proc.wait()
 
 
-def _wait_http(url: str, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+def on_exit(child: Child, now: float, settings: Settings) -> bool:
+    """Account a child's exit; schedule its restart with backoff. False: give up (it keeps
+    failing at start)."""
+    assert child.proc is not None
+    child.last_code = child.proc.returncode
+    ran_s = now - child.started_at
+    if ran_s <= settings.supervisor_fail_window_s:
+        child.quick_exits += 1
+    else:
+        child.quick_exits = 0
+    if ran_s > STABLE_S:
+        child.backoff_s = BACKOFF_START_S
+    if child.quick_exits >= settings.supervisor_fail_count:
+        return False
+    child.next_start = now + child.backoff_s
+    log.error(
+        "child exited; restarting",
+        extra={
+            "child": child.name,
+            "code": child.last_code,
+            "ran_s": round(ran_s, 1),
+            "in_s": child.backoff_s,
+            "quick_exits": child.quick_exits,
+        },
+    )
+    child.backoff_s = min(child.backoff_s * 2, settings.supervisor_backoff_max_s)
+    return True
+
+
+def _get(url: str, token: str | None = None, ca: Path | None = None) -> tuple[int, bytes]:
+    """(status, body) of a GET on our own loopback API; (0, b"") when it does not answer.
+    Over HTTPS (`ANSIM_HTTP_TLS=1`) the certificate is checked against our CA."""
+    req = urllib.request.Request(url)  # noqa: S310 - our own loopback URL
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    ctx = ssl.create_default_context(cafile=str(ca)) if ca else None
+    try:
+        with urllib.request.urlopen(req, timeout=2, context=ctx) as resp:  # noqa: S310
+            return int(resp.status), bytes(resp.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), bytes(exc.read())
+    except OSError:
+        return 0, b""
+
+
+def _failing_parts(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+        return ", ".join(
+            f"{name} ({part.get('status')}: {part.get('reason', '')})".replace(": )", ")")
+            for name, part in data.get("parts", {}).items()
+            if part.get("status") != "ok"
+        )
+    except (ValueError, AttributeError):
+        return "the API does not answer"
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - our own loopback URL
-                if resp.status == 200:
-                    return True
+            s.bind((host, port))
         except OSError:
-            time.sleep(0.2)
-    return False
+            return False
+    return True
+
+
+def _loud(message: str) -> None:
+    log.error(message)
+    bar = "!" * 72
+    print(f"\n{bar}\n{message}\n{bar}\n", file=sys.stderr, flush=True)
 
 
 def run_up(settings: Settings, demo: bool, demo_token: str | None) -> int:
@@ -79,9 +157,26 @@ def run_up(settings: Settings, demo: bool, demo_token: str | None) -> int:
     signal.signal(signal.SIGTERM, _stop)
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # another program on the broker's port would fool the broker's start-up wait (it
+    # connects to whatever listens there): refuse at once
+    for host, port, name in (
+        (settings.mqtt_host, settings.mqtt_port, "ANSIM_MQTT_PORT"),
+        (settings.mqtt_tls_bind, settings.mqtt_tls_port, "ANSIM_MQTT_TLS_PORT"),
+    ):
+        if not _port_free(host, port):
+            _loud(
+                f"Ansim Door cannot start: the MQTT port {host}:{port} is in use by another"
+                f" program ({name})"
+            )
+            return 1
     broker = BrokerProcess(settings)
     log.info("starting broker", extra={"port": settings.mqtt_port})
-    broker.start(log_file=settings.broker_dir / "mosquitto.log")
+    try:
+        broker.start(log_file=settings.broker_dir / "mosquitto.log")
+    except Exception as exc:
+        broker.stop()
+        _loud(f"Ansim Door cannot start: the MQTT broker did not start: {exc}")
+        return 1
 
     py = sys.executable
     children = [
@@ -90,28 +185,102 @@ def run_up(settings: Settings, demo: bool, demo_token: str | None) -> int:
         Child("notifier", [py, "-m", "notifier"]),
         Child("api", [py, "-m", "api"]),
     ]
-    if demo:
-        children.append(
-            Child(
-                "demo-fleet",
-                [py, "-m", "simulator", "demo"],
-                env={"ANSIM_API_TOKEN": demo_token or ""},
-            )
-        )
+    demo_child = Child(
+        "demo-fleet", [py, "-m", "simulator", "demo"], env={"ANSIM_API_TOKEN": demo_token or ""}
+    )
     for child in children:
-        if child.name == "demo-fleet" and not _wait_http(f"{settings.api_base_url}/healthz", 30):
-            log.error("API did not come up; the demo fleet is not started")
-            continue
         child.start()
 
     api = settings.api_base_url
+    started = time.monotonic()
+    phase = "starting"  # → "demo" (waiting for the district import) → "up"
+    next_check = 0.0
+    last_body = b""
+    code = 0
+    try:
+        while not stopping:
+            time.sleep(0.25)
+            if stopping:
+                break
+            now = time.monotonic()
+            if broker.proc is not None and broker.proc.poll() is not None:
+                log.error("broker exited; restarting", extra={"code": broker.proc.returncode})
+                try:
+                    broker.start(log_file=settings.broker_dir / "mosquitto.log", bootstrap=False)
+                except Exception as exc:
+                    _loud(f"Ansim Door is stopping: the MQTT broker does not restart: {exc}")
+                    code = 1
+                    break
+            gave_up = None
+            for child in children:
+                if child.proc is None or child.alive() or stopping:
+                    continue
+                if child.next_start == 0.0:
+                    if not on_exit(child, now, settings):
+                        gave_up = child
+                        break
+                elif now >= child.next_start:
+                    child.next_start = 0.0
+                    child.restarts += 1
+                    child.start()
+            if gave_up is not None:
+                _loud(
+                    f"Ansim Door is stopping: {gave_up.name} keeps failing at start"
+                    f" ({gave_up.quick_exits} exits in a row, each within"
+                    f" {settings.supervisor_fail_window_s:g} s of its start;"
+                    f" last exit code {gave_up.last_code}). See its log lines above."
+                )
+                code = 1
+                break
+            if phase == "up" or now < next_check:
+                continue
+            next_check = now + 0.5
+            if phase == "starting":
+                status, last_body = _get(f"{api}/healthz", ca=settings.api_ca)
+                if status == 200:
+                    if demo:
+                        children.append(demo_child)
+                        demo_child.start()
+                        phase = "demo"
+                    else:
+                        phase = "up"
+                elif now - started > settings.supervisor_up_timeout_s:
+                    _loud(
+                        "Ansim Door did not come up within"
+                        f" {settings.supervisor_up_timeout_s:g} s (ANSIM_SUPERVISOR_UP_TIMEOUT_S);"
+                        f" failing: {_failing_parts(last_body)}"
+                    )
+                    code = 1
+                    break
+            elif phase == "demo":
+                from simulator.demo import _PROBE_BBOX
+
+                status, body = _get(
+                    f"{api}/api/v1/segments?bbox={_PROBE_BBOX}", demo_token, settings.api_ca
+                )
+                if status == 200 and json.loads(body).get("features"):
+                    phase = "up"
+            if phase == "up":
+                _banner(settings, demo_token)
+    finally:
+        for child in reversed(children):
+            child.stop()
+        broker.stop()
+        log.info("all stopped", extra={"code": code})
+    return code
+
+
+def _banner(settings: Settings, demo_token: str | None) -> None:
+    api = settings.api_base_url
     lines = [
         "",
-        "Ansim Door is up",
+        "Ansim Door is up (every part answers: GET /healthz is 200)",
         f"  console    {api}/   (sign in with a token)",
-        f"  API        {api}   (OpenAPI {api}/docs, metrics {api}/metrics)",
+        f"  API        {api}   (OpenAPI {api}/docs, metrics {api}/metrics, health {api}/healthz)",
+        f"  sensors    mqtts://{settings.sensor_mqtt_host}:{settings.mqtt_tls_port}"
+        f"  (MQTT over TLS 1.2+, CA {settings.tls_ca or settings.tls_dir / 'ca.pem'})",
         f"  broker     mqtt://{settings.mqtt_host}:{settings.mqtt_port}"
-        f"  (log {settings.broker_dir / 'mosquitto.log'})",
+        f"  (plain, loopback: services and tools; log {settings.broker_dir / 'mosquitto.log'})",
         f"  bridge     metrics http://{settings.http_host}:{settings.bridge_metrics_port}/metrics",
         f"  scheduler  metrics http://{settings.http_host}:{settings.scheduler_metrics_port}/metrics",
         f"  notifier   metrics http://{settings.http_host}:{settings.notifier_metrics_port}/metrics"
@@ -122,36 +291,3 @@ def run_up(settings: Settings, demo: bool, demo_token: str | None) -> int:
         lines.append(f"  operator token (demo): {demo_token}")
     lines.append("Press Ctrl-C to stop.\n")
     print("\n".join(lines), file=sys.stderr, flush=True)
-
-    try:
-        while not stopping:
-            time.sleep(0.5)
-            if stopping:
-                break
-            if broker.proc is not None and broker.proc.poll() is not None:
-                log.error("broker exited; restarting", extra={"code": broker.proc.returncode})
-                broker.start(log_file=settings.broker_dir / "mosquitto.log", bootstrap=False)
-            now = time.monotonic()
-            for child in children:
-                if child.proc is None or child.alive() or stopping:
-                    continue
-                if child.next_start == 0.0:
-                    code = child.proc.returncode
-                    if now - child.started_at > 60:
-                        child.backoff_s = 1.0
-                    child.next_start = now + child.backoff_s
-                    log.error(
-                        "child exited; restarting",
-                        extra={"child": child.name, "code": code, "in_s": child.backoff_s},
-                    )
-                    child.backoff_s = min(child.backoff_s * 2, 30.0)
-                elif now >= child.next_start:
-                    child.next_start = 0.0
-                    child.restarts += 1
-                    child.start()
-    finally:
-        for child in reversed(children):
-            child.stop()
-        broker.stop()
-        log.info("all stopped")
-    return 0

@@ -1,10 +1,19 @@
-"""`python -m broker_bridge`: run the bridge until SIGTERM/SIGINT."""
+"""`python -m broker_bridge`: run the bridge until SIGTERM/SIGINT.
+
+Start order: the metrics port first (a port held by another program is a clean exit 2
+before anything else is opened), then the database, closed in `finally` whatever happens
+(aiosqlite's connection thread is not a daemon: left open it keeps a failed process alive).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
+import os
 import signal
+import time
 
 from prometheus_client import start_http_server
 
@@ -12,40 +21,102 @@ from broker_bridge.bridge import Bridge
 from core.broker.mosquitto import load_or_create_credentials
 from core.jsonlog import configure_logging
 from core.settings import Settings
-from core.storage.db import open_database
+from core.storage import heartbeats
+from core.storage.db import connect, open_database
 
 log = logging.getLogger("ansim.bridge")
 
 
-async def main_async(settings: Settings) -> None:
+def wall_us() -> int:
+    return time.time_ns() // 1000
+
+
+async def main_async(settings: Settings) -> int:
     creds = load_or_create_credentials(settings)
-    conn = await open_database(settings.database)
+    if settings.bridge_metrics_port:
+        try:
+            start_http_server(settings.bridge_metrics_port, addr=settings.http_host)
+        except OSError as exc:
+            log.error(
+                "cannot start: metrics port unavailable",
+                extra={"port": settings.bridge_metrics_port, "error": str(exc)},
+            )
+            return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if settings.bridge_metrics_port:
-        start_http_server(settings.bridge_metrics_port, addr=settings.http_host)
-    log.info(
-        "bridge starting",
-        extra={
-            "broker": f"{settings.mqtt_host}:{settings.mqtt_port}",
-            "database": str(settings.database),
-            "time_mode": str(settings.time_mode),
-            "metrics": f"http://{settings.http_host}:{settings.bridge_metrics_port}/metrics",
-        },
-    )
-    bridge = Bridge(settings, conn, creds.bridge_username, creds.bridge_password)
+    conn = await open_database(settings.database)
     try:
-        await bridge.run(stop)
+        hb_conn = await connect(settings.database)
+        try:
+            log.info(
+                "bridge starting",
+                extra={
+                    "broker": f"{settings.mqtt_host}:{settings.mqtt_port}",
+                    "database": str(settings.database),
+                    "time_mode": str(settings.time_mode),
+                    "metrics": f"http://{settings.http_host}:{settings.bridge_metrics_port}/metrics",
+                },
+            )
+            bridge = Bridge(settings, conn, creds.bridge_username, creds.bridge_password)
+
+            last_totals, last_progress = dict(bridge.totals), time.monotonic()
+
+            def detail() -> str:
+                # beats run on the loop that drives MQTT: a stalled loop goes silent; and a
+                # pipeline that has messages waiting but stores none reports how long
+                nonlocal last_totals, last_progress
+                now = time.monotonic()
+                if not bridge.buffer or bridge.totals != last_totals:
+                    last_totals, last_progress = dict(bridge.totals), now
+                stalled = now - last_progress
+                return json.dumps(
+                    {
+                        "connected": bridge.connected.is_set(),
+                        "pending": len(bridge.buffer),
+                        "stalled_s": round(stalled, 1),
+                    }
+                )
+
+            beats = asyncio.create_task(
+                heartbeats.beat_forever(
+                    hb_conn, "bridge", settings.heartbeat_write_s, wall_us, stop, detail
+                )
+            )
+
+            async def beat_on_connect() -> None:
+                # the first beat says "not connected yet": say "connected" as soon as it is
+                await bridge.connected.wait()
+                with contextlib.suppress(Exception):  # the periodic beat logs failures
+                    await heartbeats.beat(hb_conn, "bridge", wall_us(), os.getpid(), detail())
+
+            first = asyncio.create_task(beat_on_connect())
+            try:
+                await bridge.run(stop)
+            finally:
+                for task in (first, beats):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                with contextlib.suppress(Exception):
+                    await heartbeats.beat(hb_conn, "bridge", wall_us(), 0, '{"state":"stopped"}')
+        finally:
+            await hb_conn.close()
     finally:
         await conn.close()
+    return 0
 
 
 def main() -> None:
     settings = Settings()
     configure_logging("bridge", settings.log_level)
-    asyncio.run(main_async(settings))
+    try:
+        code = asyncio.run(main_async(settings))
+    except Exception:
+        log.exception("bridge failed")
+        code = 1
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

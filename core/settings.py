@@ -123,6 +123,15 @@ class Settings(BaseSettings):
     pg_port: int = 5433  # 127.0.0.1 port of the project's own cluster; 0 picks a free one
     pg_run_user: str = "ansim-pg"  # unprivileged system user that runs it when started as root
 
+    # --- issue 9 items 7/8 (uphonest): service heartbeats, /healthz, `ansim up` supervision ---
+    heartbeat_write_s: float = 5.0  # bridge/notifier/scheduler write their heartbeat this often
+    health_stale_s: float = 30.0  # /healthz: a part silent for longer is down (503)
+    health_parts: str = "bridge,notifier,scheduler"  # services whose heartbeat /healthz requires
+    supervisor_fail_count: int = 3  # this many consecutive quick exits of a child: give up
+    supervisor_fail_window_s: float = 10.0  # an exit this soon after start counts as quick
+    supervisor_backoff_max_s: float = 30.0  # restart backoff cap (starts at 0.5 s, doubles)
+    supervisor_up_timeout_s: float = 60.0  # every part healthy within this, or `ansim up` fails
+
     # logging
     log_level: str = "INFO"
 

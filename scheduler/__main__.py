@@ -15,6 +15,7 @@ database lease that the API's recompute takes too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -33,8 +34,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.jsonlog import configure_logging
 from core.settings import Settings
+from core.storage import heartbeats
 from core.storage import jobs as job_store
-from core.storage.db import Database
+from core.storage.db import Database, connect
 from core.storage.segments import GradeSettings
 from core.timeutil import to_us
 from scheduler import jobs
@@ -104,6 +106,7 @@ class Runner:
             )
         if job_id in self.running:
             await self._finish(run_id, job_id, "skipped", None, "already running")
+            log.info("job skipped", extra={"job": job_id, "trigger": trigger, "reason": "running"})
             return "skipped"
         self.running.add(job_id)
         started = time.perf_counter()
@@ -111,6 +114,7 @@ class Runner:
             result = await spec.fn(self.db, self.settings, now)
         except jobs.JobSkipped as exc:
             await self._finish(run_id, job_id, "skipped", None, str(exc))
+            log.info("job skipped", extra={"job": job_id, "trigger": trigger, "reason": str(exc)})
             return "skipped"
         except Exception as exc:
             log.exception("job failed", extra={"job": job_id})
@@ -119,9 +123,19 @@ class Runner:
         finally:
             self.running.discard(job_id)
         took = round(time.perf_counter() - started, 3)
-        await self._finish(run_id, job_id, "ok", _summarise(result), None)
+        summary = _summarise(result)
+        await self._finish(run_id, job_id, "ok", summary, None)
         LAST_OK.labels(job_id).set(time.time())
-        log.info("job done", extra={"job": job_id, "trigger": trigger, "seconds": took})
+        log.info(
+            "job done",
+            extra={
+                "job": job_id,
+                "trigger": trigger,
+                "outcome": "ok",
+                "seconds": took,
+                "result": json.dumps(summary, default=str)[:300],
+            },
+        )
         return "ok"
 
     async def _finish(
@@ -170,6 +184,10 @@ class Runner:
         async with self.db.write() as conn:
             requests = await job_store.take_requests(conn, time.time_ns() // 1000)
         for request_id, job_id, by in requests:
+            log.info(
+                "run request picked up",
+                extra={"request_id": request_id, "job": job_id, "requested_by": by},
+            )
             if job_id not in self.specs:
                 async with self.db.write() as conn:
                     run_id = await job_store.start_run(
@@ -213,14 +231,52 @@ def build_specs(settings: Settings, grades: GradeSettings) -> list[JobSpec]:
     ]  # fmt: skip
 
 
-async def main_async(settings: Settings) -> None:
-    db = await Database.open(settings.database)
+def wall_us() -> int:
+    return time.time_ns() // 1000
+
+
+async def main_async(settings: Settings) -> int:
+    # the metrics port first: a port held by another program is a clean exit 2 before the
+    # database is opened (aiosqlite's non-daemon thread would keep a failed process alive)
+    if settings.scheduler_metrics_port:
+        try:
+            start_http_server(settings.scheduler_metrics_port, addr=settings.http_host)
+        except OSError as exc:
+            log.error(
+                "cannot start: metrics port unavailable",
+                extra={"port": settings.scheduler_metrics_port, "error": str(exc)},
+            )
+            return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if settings.scheduler_metrics_port:
-        start_http_server(settings.scheduler_metrics_port, addr=settings.http_host)
+    db = await Database.open(settings.database)
+    try:
+        hb_conn = await connect(settings.database)
+        try:
+            beats = asyncio.create_task(
+                heartbeats.beat_forever(
+                    hb_conn, "scheduler", settings.heartbeat_write_s, wall_us, stop
+                )
+            )
+            try:
+                await _serve(db, settings, stop)
+            finally:
+                beats.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beats
+                with contextlib.suppress(Exception):
+                    await heartbeats.beat(hb_conn, "scheduler", wall_us(), 0, '{"state":"stopped"}')
+        finally:
+            await hb_conn.close()
+    finally:
+        await db.close()
+    log.info("scheduler stopped")
+    return 0
+
+
+async def _serve(db: Database, settings: Settings, stop: asyncio.Event) -> None:
     extras = SchedulerExtras()
     runner = Runner(db, settings, build_specs(settings, GradeSettings()))
     sched = AsyncIOScheduler(timezone=settings.timezone)
@@ -243,25 +299,33 @@ async def main_async(settings: Settings) -> None:
         misfire_grace_time=None,
     )
     sched.start()
-    await runner.register()
-    for job_id in await runner.catch_up(datetime.now(UTC)):
-        log.info("catching up a missed run", extra={"job": job_id})
-        runner.spawn(runner.run(job_id, "catch_up"))
-    log.info("scheduler started", extra={"jobs": json.dumps(sorted(runner.specs))})
-    await stop.wait()
-    sched.shutdown(wait=False)
-    for _ in range(100):  # let a running job record its end
-        if not runner.running:
-            break
-        await asyncio.sleep(0.1)
-    await db.close()
-    log.info("scheduler stopped")
+    try:
+        await runner.register()
+        for job_id in await runner.catch_up(datetime.now(UTC)):
+            log.info("catching up a missed run", extra={"job": job_id})
+            runner.spawn(runner.run(job_id, "catch_up"))
+        log.info("scheduler started", extra={"jobs": json.dumps(sorted(runner.specs))})
+        await stop.wait()
+    finally:
+        sched.shutdown(wait=False)
+        for _ in range(100):  # let a running job record its end
+            if not runner.running:
+                break
+            await asyncio.sleep(0.1)
 
 
 def main() -> None:
     settings = Settings()
     configure_logging("scheduler", settings.log_level)
-    asyncio.run(main_async(settings))
+    # APScheduler logs "Running job" / "executed successfully" at INFO for every fire,
+    # the request poll included (every 2 s): only its warnings; the Runner logs what changes
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
+    try:
+        code = asyncio.run(main_async(settings))
+    except Exception:
+        log.exception("scheduler failed")
+        code = 1
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

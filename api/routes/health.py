@@ -1,12 +1,22 @@
-"""Liveness and Prometheus metrics."""
+"""Health of every part (database, broker, bridge, notifier, scheduler) and Prometheus
+metrics."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import time
+from typing import Literal
+
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from pydantic import BaseModel
 
 from api.deps import DbDep, SettingsDep
-from api.schemas import Health
+from core.settings import Settings
+from core.storage import heartbeats
 from core.storage.alerts import count_alerts
 from core.storage.dead_letters import count_dead_letters
 from core.storage.outbox import count_notifications
@@ -20,20 +30,96 @@ ALERTS = Gauge("ansim_alerts", "Alerts by kind and state", ["kind", "state"])
 OUTBOX = Gauge("ansim_notifications", "Notifications by state", ["state"])
 
 
-@router.get("/healthz", response_model=Health)
-async def healthz(request: Request, db: DbDep, settings: SettingsDep) -> Health:
+class PartHealth(BaseModel):
+    status: Literal["ok", "down", "stale"]
+    age_s: float | None = None  # seconds since the part's last heartbeat (services only)
+    reason: str | None = None  # why it is not ok
+
+
+class Health(BaseModel):
+    """200 when every part is ok, else 503 with the failing parts named in `failing`."""
+
+    status: Literal["ok", "failing"]
+    failing: list[str]
+    time_mode: str
+    parts: dict[str, PartHealth]
+
+
+async def _broker_reachable(request: Request, settings: Settings) -> str | None:
+    """None when the broker answers (the API's admin session is up, or a TCP connect to
+    the MQTT port succeeds within a second), else the reason."""
+    if request.app.state.broker_connected():
+        return None
     try:
-        async with db.reader.execute("SELECT 1") as cur:
-            await cur.fetchone()
-        db_ok = True
-    except Exception:
-        db_ok = False
-    broker_ok = bool(request.app.state.broker_connected())
-    return Health(
-        status="ok" if db_ok and broker_ok else "degraded",
-        database=db_ok,
-        broker=broker_ok,
+        _r, w = await asyncio.wait_for(
+            asyncio.open_connection(settings.mqtt_host, settings.mqtt_port), 1.0
+        )
+    except (OSError, TimeoutError) as exc:
+        return f"cannot connect to {settings.mqtt_host}:{settings.mqtt_port}: {exc!r}"[:200]
+    w.close()
+    with contextlib.suppress(OSError):
+        await w.wait_closed()
+    return None
+
+
+def _service(beat: heartbeats.Heartbeat | None, now_us: int, stale_s: float) -> PartHealth:
+    if beat is None:
+        return PartHealth(status="down", reason="no heartbeat ever written")
+    age = round(max(0, now_us - beat.at_us) / 1e6, 1)
+    try:
+        detail = json.loads(beat.detail) if beat.detail else {}
+    except ValueError:
+        detail = {}
+    if not isinstance(detail, dict):
+        detail = {}
+    if detail.get("state") == "stopped":
+        return PartHealth(status="down", age_s=age, reason="stopped")
+    if age > stale_s:
+        return PartHealth(status="stale", age_s=age, reason=f"silent for more than {stale_s:g} s")
+    if detail.get("connected") is False:
+        return PartHealth(status="down", age_s=age, reason="not connected to the broker")
+    stalled = detail.get("stalled_s")
+    if isinstance(stalled, int | float) and stalled > stale_s:
+        return PartHealth(
+            status="down", age_s=age, reason=f"messages waiting, none processed for {stalled:g} s"
+        )
+    return PartHealth(status="ok", age_s=age)
+
+
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "a part is down or silent"}},
+)
+async def healthz(request: Request, db: DbDep, settings: SettingsDep) -> JSONResponse:
+    parts: dict[str, PartHealth] = {}
+    beats: dict[str, heartbeats.Heartbeat] | None = None
+    try:
+        beats = await heartbeats.read_all(db.reader)
+        parts["database"] = PartHealth(status="ok")
+    except Exception as exc:
+        parts["database"] = PartHealth(status="down", reason=repr(exc)[:200])
+    problem = await _broker_reachable(request, settings)
+    parts["broker"] = (
+        PartHealth(status="down", reason=problem) if problem else PartHealth(status="ok")
+    )
+    now_us = time.time_ns() // 1000
+    for name in [p.strip() for p in settings.health_parts.split(",") if p.strip()]:
+        if beats is None:
+            parts[name] = PartHealth(status="down", reason="database unreadable")
+        else:
+            parts[name] = _service(beats.get(name), now_us, settings.health_stale_s)
+    failing = [name for name, part in parts.items() if part.status != "ok"]
+    body = Health(
+        status="failing" if failing else "ok",
+        failing=failing,
         time_mode=str(settings.time_mode),
+        parts=parts,
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True),
+        status_code=503 if failing else 200,
+        headers={"Cache-Control": "no-store"},
     )
 
 

@@ -220,6 +220,17 @@ CREATE INDEX IF NOT EXISTS deliveries_by_notification ON deliveries(notification
 
 from core.storage.schema_segments import SCHEMA_V3  # noqa: E402 - after the v1/v2 texts
 
+# v4: one row per service (bridge, notifier, scheduler), rewritten every few seconds;
+# `/healthz` calls a service down when its row is missing or older than the stale limit.
+SCHEMA_V4 = """
+CREATE TABLE IF NOT EXISTS service_heartbeats (
+    part     TEXT PRIMARY KEY,
+    at_us    INTEGER NOT NULL,
+    pid      INTEGER NOT NULL,
+    detail   TEXT
+);
+"""
+
 # v5: the dead-letter rate cap (core/dead_letter_cap.py): per source (sensor id, or topic
 # when none) and per window, how many dead letters were stored whole and how many were only
 # counted, with the last reason seen. Purged with the dead letters after their retention.
@@ -246,5 +257,11 @@ INSERT OR IGNORE INTO scheduler_jobs (job_id, description, schedule, updated_us)
      'daily 03:45', 0);
 """
 
-MIGRATIONS: list[tuple[int, str]] = [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (5, SCHEMA_V5)]
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, SCHEMA_V1),
+    (2, SCHEMA_V2),
+    (3, SCHEMA_V3),
+    (4, SCHEMA_V4),
+    (5, SCHEMA_V5),
+]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

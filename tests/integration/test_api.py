@@ -8,12 +8,18 @@ import httpx
 import pytest
 
 from core.models import Role
-from tests.harness import Stack
+from tests.harness import Stack, wait_until
 
 
 def test_health_docs_metrics_need_no_token(stack: Stack) -> None:
+    wait_until(
+        lambda: httpx.get(f"{stack.base_url}/healthz").status_code == 200, 20, what="healthz 200"
+    )
     h = httpx.get(f"{stack.base_url}/healthz").json()
-    assert h == {"status": "ok", "database": True, "broker": True, "time_mode": "live"}
+    assert h["status"] == "ok" and h["failing"] == [] and h["time_mode"] == "live"
+    assert set(h["parts"]) == {"database", "broker", "bridge", "notifier"}
+    assert all(p["status"] == "ok" for p in h["parts"].values())
+    assert 0 <= h["parts"]["bridge"]["age_s"] < 30
     assert httpx.get(f"{stack.base_url}/docs").status_code == 200
     spec = httpx.get(f"{stack.base_url}/openapi.json").json()
     for path in ("/api/v1/households", "/api/v1/households/{household_id}/sensors",
