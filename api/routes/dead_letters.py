@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api.deps import DbDep, Operator
+from api.params import id_query
 from api.timefmt import fmt_us
 from core.storage.dead_letters import count_dead_letters, list_dead_letters
 
@@ -15,14 +16,13 @@ router = APIRouter(prefix="/api/v1/dead-letters", tags=["dead letters"])
 
 @router.get("")
 async def get_dead_letters(
+    *,
     db: DbDep,
     _operator: Operator,
     reason: Annotated[str | None, Query(max_length=64)] = None,
     sensor_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[
-        int | None, Query(ge=1, description="dead_letter_id to continue below")
-    ] = None,
+    cursor: Annotated[int | None, id_query(description="dead_letter_id to continue below")],
 ) -> dict[str, Any]:
     rows = await list_dead_letters(db.reader, limit + 1, reason, sensor_id, cursor)
     page = rows[:limit]
