@@ -210,3 +210,57 @@ def test_every_hostile_value_ends_stored_or_dead_and_ingest_goes_on(mode_stack: 
     assert "Traceback" not in (stack.data_dir / "bridge.log").read_text(errors="replace")
     sensor.stop()
     api.close()
+
+
+def test_a_message_that_fails_at_storage_is_split_out_and_dead_lettered(
+    mode_stack: Stack,
+) -> None:
+    """Issue 9 #1, the last line of defence: a message whose commit fails for a lasting
+    reason (here a real SQLite trigger that aborts the insert of two of its rows, as a
+    constraint or a bug would) must not hold back the batch it came in. The batch is split,
+    the two are dead letters `storage_error` naming the exception, the rest are stored and
+    acknowledged, and ingest goes on."""
+    stack = mode_stack
+    bridge = stack.procs["bridge"]
+    sid, sensor, api = _sensor(stack)
+    pk = stack.db_scalar("SELECT sensor_pk FROM sensors WHERE sensor_id = ?", sid)
+    conn = sqlite3.connect(stack.settings.database, timeout=15, isolation_level=None)
+    conn.execute(
+        f"CREATE TRIGGER poison_{pk} BEFORE INSERT ON events"
+        f" WHEN NEW.sensor_pk = {int(pk)} AND NEW.seq IN (7, 13)"
+        " BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
+    )
+    try:
+        topic = f"ansim/v1/sensors/{sid}/event"
+        t0 = datetime.now(UTC) - timedelta(seconds=30)
+        for seq in range(1, 21):
+            sensor.publish_raw(topic, _event(seq, t0 + timedelta(seconds=seq)))
+        sensor.publish_raw(topic, _event(21, datetime.now(UTC))).wait_for_publish(5)
+        wait_until(lambda: 21 in _stored_seqs(stack, sid), 5, what="the event after the poison")
+        assert _stored_seqs(stack, sid) == set(range(1, 22)) - {7, 13}
+        dead = wait_until(lambda: len(_dead_letters(stack, sid)) == 2 and _dead_letters(stack, sid))
+        assert sorted(json.loads(p)["seq"] for p, _n, _r, _d in dead) == [7, 13]
+        for _p, _n, reason, detail in dead:
+            assert reason == "storage_error"
+            assert "IntegrityError" in detail and "poisoned row" in detail, detail
+        state = api.get(f"/api/v1/sensors/{sid}").json()
+        assert state["events_stored"] == 19 and state["duplicates"] == 0
+        listed = api.get("/api/v1/dead-letters", params={"reason": "storage_error"}).json()
+        assert {d["sensor_id"] for d in listed["data"]} == {sid}
+        port = stack.settings.bridge_metrics_port
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert "ansim_bridge_batch_splits_total 0.0" not in metrics
+        assert 'ansim_bridge_dead_letters_total{reason="storage_error"} 2.0' in metrics
+        # acknowledged: a restart of the bridge brings none of them back
+        stack.kill("bridge", 15)
+        stack.start_bridge()
+        sensor.publish_raw(topic, _event(22, datetime.now(UTC))).wait_for_publish(5)
+        wait_until(lambda: 22 in _stored_seqs(stack, sid), 15, what="the bridge back")
+        assert len(_dead_letters(stack, sid)) == 2
+        assert api.get(f"/api/v1/sensors/{sid}").json()["duplicates"] == 0
+    finally:
+        conn.execute(f"DROP TRIGGER IF EXISTS poison_{pk}")
+        conn.close()
+    assert bridge.returncode == 0, "the bridge had died before it was stopped"
+    sensor.stop()
+    api.close()
