@@ -12,6 +12,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiosqlite
@@ -30,8 +31,10 @@ from core.ingest import (
     DeadLetter,
     RawMessage,
     classify_batch,
+    storage_dead_letter,
     topic_sensor_ids,
 )
+from core.isolate import commit_isolating
 from core.models import SensorStatus, TimeMode
 from core.rules import DoorEvent, StatusChange
 from core.settings import Settings
@@ -42,7 +45,7 @@ from core.storage.alerting import (
     households_due,
     read_event_clock,
 )
-from core.storage.db import transaction
+from core.storage.db import is_transient_error, transaction
 from core.storage.ingest import StoreResult, lookup_sensors, store_batch
 from core.timeutil import from_us
 from core.wire import SENSORS_FILTER
@@ -79,6 +82,7 @@ class Bridge:
             "dead_suppressed": 0,
         }  # fmt: skip
         self.db_lock = asyncio.Lock()
+        self._raised: list[str] = []
         self.silent_us = int((3 * settings.heartbeat_interval_s + settings.offline_grace_s) * 1e6)
         self.replay = settings.time_mode is TimeMode.REPLAY
         self.policy = build_policy(settings)
@@ -202,28 +206,59 @@ class Bridge:
     async def _process(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         messages = [p.message for p in batch]
-        while True:
-            try:
-                sensors = await lookup_sensors(self.conn, topic_sensor_ids(messages))
-                classified = classify_batch(
-                    messages,
-                    sensors,
-                    self.settings.time_mode,
-                    self.settings.clock_skew_tolerance_s,
-                )
-                async with self.db_lock:
-                    result = await store_batch(
-                        self.conn, classified, self._evaluate, self.dead_letter_cap
-                    )
-                break
-            except aiosqlite.Error as exc:  # locked, disk full, ...: retry, never ack
-                log.error("batch commit failed; retrying", extra={"error": str(exc)})
-                await asyncio.sleep(0.5)
+        outcome = await commit_isolating(
+            messages, self._commit, is_transient_error, self._wait_transient
+        )
+        poisoned = [storage_dead_letter(msg, exc) for msg, exc in outcome.failed]
+        dead_result = await self._store_dead(poisoned) if poisoned else None
         committed_us = now_us()
         self._ack(batch)
-        self._account(result, classified.dead, committed_us, classified.events)
+        for result, classified in outcome.results:
+            self._account(result, classified.dead, committed_us, classified.events)
+        if dead_result is not None:
+            self._account(dead_result, poisoned, committed_us, [])
+        if outcome.commits > 1:
+            metrics.BATCH_SPLITS.inc()
+            log.error(
+                "batch split to isolate messages that fail to commit",
+                extra={"messages": len(batch), "commits": outcome.commits,
+                       "dead_lettered": len(poisoned)},
+            )  # fmt: skip
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.observe(len(batch))
+
+    async def _commit(self, messages: Sequence[RawMessage]) -> tuple[StoreResult, Classified]:
+        """Classify and store `messages` in one transaction (alert rules included)."""
+        sensors = await lookup_sensors(self.conn, topic_sensor_ids(messages))
+        classified = classify_batch(
+            messages, sensors, self.settings.time_mode, self.settings.clock_skew_tolerance_s
+        )
+        self._raised = []
+        async with self.db_lock:
+            result = await store_batch(self.conn, classified, self._evaluate, self.dead_letter_cap)
+        if self._raised:  # counted once committed: a failed part's alerts were rolled back
+            self.totals["alerts"] += len(self._raised)
+            metrics.ALERTS.inc(len(self._raised))
+            log.info("alerts raised", extra={"alert_ids": self._raised})
+        return result, classified
+
+    async def _wait_transient(self, exc: Exception) -> None:
+        """Locked, busy or full: retry the same commit, never ack before it succeeds."""
+        log.error("batch commit failed; retrying", extra={"error": str(exc)})
+        await asyncio.sleep(0.5)
+
+    async def _store_dead(self, dead: list[DeadLetter]) -> StoreResult:
+        """Dead-letter the messages no commit would take. If even that fails, nothing is
+        acknowledged: the batch stays unacked and this retries until it succeeds."""
+        while True:
+            try:
+                async with self.db_lock:
+                    return await store_batch(
+                        self.conn, Classified(dead=dead), None, self.dead_letter_cap
+                    )
+            except Exception as exc:
+                log.error("storing dead letters failed; retrying", extra={"error": repr(exc)})
+                await asyncio.sleep(0.5)
 
     async def _evaluate(
         self, conn: aiosqlite.Connection, batch: Classified, stored: set[tuple[int, int, int]]
@@ -262,10 +297,7 @@ class Bridge:
         await engine.flush()
         if self.replay and clock:
             await advance_event_clock(conn, clock)
-        self.totals["alerts"] += len(engine.raised)
-        if engine.raised:
-            metrics.ALERTS.inc(len(engine.raised))
-            log.info("alerts raised", extra={"alert_ids": engine.raised})
+        self._raised = list(engine.raised)
 
     async def _ticker(self, stop: asyncio.Event) -> None:
         """Timers (entry delay, door left open, offline grace), escalations and silent
@@ -295,6 +327,8 @@ class Bridge:
                     log.info("alerts raised by timers", extra={"alert_ids": engine.raised})
             except aiosqlite.Error as exc:
                 log.error("rules tick failed; will retry", extra={"error": str(exc)})
+            except Exception:  # a bug here must not stop every timer for good
+                log.exception("rules tick raised; will retry")
 
     def _ack(self, batch: list[_Pending]) -> None:
         for p in batch:

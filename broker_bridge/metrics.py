@@ -39,3 +39,7 @@ CONNECTED = Gauge("ansim_bridge_connected", "1 while connected to the broker")
 PENDING = Gauge("ansim_bridge_pending_messages", "Received, not yet committed and acknowledged")
 RECONNECTS = Counter("ansim_bridge_reconnects_total", "Connections (re)established")
 ALERTS = Counter("ansim_bridge_alerts_raised_total", "Alerts raised by the rules")
+BATCH_SPLITS = Counter(
+    "ansim_bridge_batch_splits_total",
+    "Batches split to isolate messages whose commit fails for a lasting reason",
+)

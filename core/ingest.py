@@ -12,9 +12,17 @@ from dataclasses import dataclass, field
 from core.errors import WireError
 from core.models import EventType, TimeMode
 from core.timeutil import offset_minutes, resolve_event_time, to_us
-from core.wire import SensorTopic, parse_event, parse_status, parse_topic, sensor_id_hint
+from core.wire import (
+    SensorTopic,
+    parse_event,
+    parse_status,
+    parse_topic,
+    printable,
+    sensor_id_hint,
+)
 
 DEAD_LETTER_PAYLOAD_KEEP = 4096  # bytes of an oversize payload kept for inspection
+STORAGE_ERROR = "storage_error"  # dead-letter reason: the message's batch failed lastingly
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +115,13 @@ def _dead(msg: RawMessage, sensor_id: str | None, exc: WireError) -> DeadLetter:
         payload_size=len(msg.payload),
         received_us=msg.received_us,
     )
+
+
+def storage_dead_letter(msg: RawMessage, exc: BaseException) -> DeadLetter:
+    """A message that passed the wire contract but that no commit would take (found by
+    splitting its batch): dead-lettered as `storage_error` with the exception."""
+    detail = printable(f"{type(exc).__name__}: {exc}")
+    return _dead(msg, sensor_id_hint(msg.topic), WireError(STORAGE_ERROR, detail))
 
 
 def classify_batch(

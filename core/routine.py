@@ -219,7 +219,9 @@ def evidence_at(
     _require_compatible(model, params)
     if model.ref_at is None:
         return 0.0, 0.0
-    fade = math.exp(-_days(at_local - model.ref_at) / params.time_constant_days)
+    # a time before the reference (a late or replayed opening, or a clock far behind)
+    # sees the counts as they are: un-fading them would grow without bound (exp overflow)
+    fade = math.exp(-max(0.0, _days(at_local - model.ref_at)) / params.time_constant_days)
     kind = day_type_of(at_local)
     other = DayType.WEEKEND if kind is DayType.WEEKDAY else DayType.WEEKDAY
     same_counts, other_counts = model.counts(kind), model.counts(other)

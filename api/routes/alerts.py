@@ -4,19 +4,18 @@ the delivery log, and a live Server-Sent Events stream of alert changes."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import CurrentPrincipal, DbDep, Operator, SettingsDep, ensure_household_access
 from api.engine import alert_engine
+from api.params import cursor_int, decode_cursor, encode_cursor, id_header
 from api.timefmt import fmt_us, now_us
 from core.models import AlertKind, AlertState, NightWindow, Resolution, Role
 from core.rules import (
@@ -99,17 +98,12 @@ def _public(r: alert_rows.AlertRow, zone: str = "Asia/Seoul") -> AlertPublic:
 
 
 def _cursor(r: alert_rows.AlertRow) -> str:
-    raw = f"{r.created_us}:{r.alert_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_cursor(r.created_us, r.alert_id)
 
 
 def _uncursor(cursor: str) -> tuple[int, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, alert_id = raw.split(":", 1)
-        return int(created), alert_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "invalid cursor") from None
+    created, alert_id = decode_cursor(cursor, 2)
+    return cursor_int(created), alert_id
 
 
 @router.get("", response_model=AlertPage)
@@ -120,7 +114,7 @@ async def list_alerts(
     kind: AlertKind | None = None,
     state: AlertState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the last page")] = None,
 ) -> AlertPage:
     """Newest first. Operators see all (filter by `household_id`); a resident her own."""
     if principal.role is Role.RESIDENT:
@@ -158,18 +152,19 @@ async def stream_alerts(
     request: Request,
     db: DbDep,
     principal: CurrentPrincipal,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[
+        int | None, id_header("Last-Event-ID", description="the last change's id seen")
+    ],
 ) -> StreamingResponse:
     """`event: alert` with the alert as `data` on every change (raise, acknowledge,
     escalate, resolve); `id` is the change's sequence number, so a client that reconnects
     with `Last-Event-ID` misses nothing. A resident's stream carries only her household."""
     household = principal.household_id if principal.role is Role.RESIDENT else None
-    try:
-        after = (
-            int(last_event_id) if last_event_id else await alert_rows.last_transition_id(db.reader)
-        )
-    except ValueError:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "Last-Event-ID must be a number") from None
+    after = (
+        last_event_id
+        if last_event_id is not None
+        else await alert_rows.last_transition_id(db.reader)
+    )
 
     async def events() -> AsyncIterator[bytes]:
         nonlocal after
@@ -313,6 +308,8 @@ async def answer(
 @router.get("/{alert_id}/notifications")
 async def alert_notifications(alert_id: str, db: DbDep, _operator: Operator) -> dict[str, Any]:
     """The delivery log of one alert: every notification and every attempt."""
+    if await alert_rows.get_alert(db.reader, alert_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id!r} not found")
     rows = await list_notifications(db.reader, 100, alert_id=alert_id)
     for r in rows:
         for key in ("created_us", "next_attempt_us", "delivered_us"):

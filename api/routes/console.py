@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from api.deps import CurrentPrincipal, DbDep, Operator, SettingsDep
+from api.params import id_query
 from api.timefmt import fmt_us
 from core.models import Role
 from core.storage import console as console_store
@@ -48,6 +49,7 @@ async def whoami(db: DbDep, principal: CurrentPrincipal) -> WhoAmI:
 
 @router.get("/fleet")
 async def fleet(
+    *,
     db: DbDep,
     settings: SettingsDep,
     _operator: Operator,
@@ -60,7 +62,7 @@ async def fleet(
     household_id: Annotated[str | None, Query(max_length=64)] = None,
     include_retired: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    cursor: Annotated[int | None, Query(ge=0, description="next_cursor of the last page")] = None,
+    cursor: Annotated[int | None, id_query(minimum=0, description="next_cursor of the last page")],
 ) -> dict[str, Any]:
     """Every sensor with its health: status, battery, last seen, tamper, clock skew."""
     threshold = settings.battery_low_pct
@@ -105,6 +107,7 @@ async def fleet(
 
 @router.get("/audit")
 async def audit_log(
+    *,
     db: DbDep,
     settings: SettingsDep,
     _operator: Operator,
@@ -113,7 +116,7 @@ async def audit_log(
         str | None, Query(max_length=100, description="prefix, e.g. `sensor.`")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[int | None, Query(ge=1, description="audit_id to continue below")] = None,
+    cursor: Annotated[int | None, id_query(description="audit_id to continue below")],
 ) -> dict[str, Any]:
     """Who did what, newest first."""
     rows = await console_store.list_audit(db.reader, limit + 1, cursor, actor, action)

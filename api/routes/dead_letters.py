@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api.deps import DbDep, Operator
+from api.params import id_query
 from api.timefmt import fmt_us
 from core.storage.dead_letters import (
     count_dead_letters,
@@ -22,14 +23,13 @@ SUPPRESSED_SHOWN = 20  # newest tallies of dead letters only counted, over the c
 
 @router.get("")
 async def get_dead_letters(
+    *,
     db: DbDep,
     _operator: Operator,
     reason: Annotated[str | None, Query(max_length=64)] = None,
     sensor_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[
-        int | None, Query(ge=1, description="dead_letter_id to continue below")
-    ] = None,
+    cursor: Annotated[int | None, id_query(description="dead_letter_id to continue below")],
 ) -> dict[str, Any]:
     rows = await list_dead_letters(db.reader, limit + 1, reason, sensor_id, cursor)
     page = rows[:limit]

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from api.deps import DbDep, Operator
+from api.params import id_path
 from api.segment_index import SegmentCacheDep, SegmentSnapshot
 from api.timefmt import fmt_us, now_us
 from core.geo import Segment
@@ -511,7 +512,9 @@ async def run_job(job_id: str, db: DbDep, operator: Operator) -> dict[str, Any]:
 
 
 @router.get("/scheduler/requests/{request_id}", responses={404: {"description": "no such request"}})
-async def get_job_request(request_id: int, db: DbDep, operator: Operator) -> dict[str, Any]:
+async def get_job_request(
+    request_id: Annotated[int, id_path("request_id")], db: DbDep, operator: Operator
+) -> dict[str, Any]:
     req = await job_store.get_request(db.reader, request_id)
     if req is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"request {request_id} not found")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
 from api.deps import AdminDep, CurrentPrincipal, DbDep, Operator, ensure_household_access
+from api.params import cursor_int, decode_cursor, encode_cursor
 from api.schemas import EventPage, EventPublic, SensorPublic, SensorRetired
 from api.timefmt import fmt_us, now_us
 from core.broker.dynsec import BrokerUnavailable, DynsecError
@@ -59,17 +58,9 @@ async def get_sensor(sensor_id: str, db: DbDep, principal: CurrentPrincipal) -> 
     )
 
 
-def _encode_cursor(key: tuple[int, int, int]) -> str:
-    return base64.urlsafe_b64encode(":".join(map(str, key)).encode()).decode().rstrip("=")
-
-
 def _decode_cursor(cursor: str) -> tuple[int, int, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        a, b, c = (int(x) for x in raw.split(":"))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "invalid cursor") from None
-    return a, b, c
+    event_us, boot, seq = decode_cursor(cursor, 3)
+    return cursor_int(event_us), cursor_int(boot, 0), cursor_int(seq, 0)
 
 
 @router.get("/{sensor_id}/events", response_model=EventPage)
@@ -78,7 +69,7 @@ async def list_sensor_events(
     db: DbDep,
     principal: CurrentPrincipal,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the last page")] = None,
 ) -> EventPage:
     """Stored door events, newest first (heartbeats refresh the sensor, they are not events)."""
     row = await _sensor_for(db, principal, sensor_id)
@@ -100,7 +91,7 @@ async def list_sensor_events(
         for e in page
     ]
     last = page[-1] if page else None
-    next_cursor = _encode_cursor((last.event_us, last.boot, last.seq)) if more and last else None
+    next_cursor = encode_cursor(last.event_us, last.boot, last.seq) if more and last else None
     return EventPage(data=data, count=len(data), next_cursor=next_cursor)
 
 

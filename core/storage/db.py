@@ -17,6 +17,21 @@ from core.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
 BUSY_TIMEOUT_MS = 15_000
 
+# Failures that go away on their own: another writer holds the lock, or the disk is full
+# (space comes back). Anything else a commit raises will fail the same way again.
+_TRANSIENT_CODES = {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL"}
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """A locked/busy or full database: retry the same write later, it will succeed."""
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    if "_".join(name.split("_")[:2]) in _TRANSIENT_CODES:
+        return True  # SQLITE_BUSY_SNAPSHOT, SQLITE_LOCKED_SHAREDCACHE, ... too
+    text = str(exc).lower()
+    return "database is locked" in text or "is busy" in text or "disk is full" in text
+
 
 async def connect(path: Path, *, readonly: bool = False) -> aiosqlite.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -126,6 +126,24 @@ def test_old_habits_fade() -> None:
     assert judgement.unusual, judgement.explanation
 
 
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(1900, 1, 1, 3, 0, tzinfo=SEOUL),  # a clock far behind (replay trusts it)
+        at(20, 3, 0) - timedelta(minutes=5),  # a late opening, just before the last one
+        datetime(2999, 12, 31, 3, 0, tzinfo=SEOUL),
+    ],
+)
+def test_any_time_judges_without_overflow(when: datetime) -> None:
+    """Issue 9 #1: an opening long before the model's last one raised OverflowError
+    (un-fading the counts) and stalled the bridge; the counts are now taken as they are."""
+    same, cross = evidence_at(NIGHT_SHIFT, when)
+    assert math.isfinite(same) and math.isfinite(cross)
+    judgement = is_unusual(NIGHT_SHIFT, when, DEFAULT_NIGHT_WINDOW)
+    assert math.isfinite(judgement.score)
+    update(NIGHT_SHIFT, when)
+
+
 def test_exposure_counts_observed_days_by_type() -> None:
     model = RoutineModel.empty(started_at=START)
     same, other = exposure_days(model, at(14, 12, 0))  # Monday noon: a weekday night starts
