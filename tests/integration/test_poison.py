@@ -27,7 +27,12 @@ REASONS = {"bad_json", "bad_encoding", "invalid_field", "missing_field", "unknow
 def mode_stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    s = Stack(tmp_path_factory.mktemp(f"poison-{request.param}"), ANSIM_TIME_MODE=request.param)
+    s = Stack(
+        tmp_path_factory.mktemp(f"poison-{request.param}"),
+        ANSIM_TIME_MODE=request.param,
+        # every hostile value is to be seen stored with its reason, none only counted
+        ANSIM_DEAD_LETTER_CAP_PER_SENSOR="100000",
+    )
     try:
         s.start()
         yield s
