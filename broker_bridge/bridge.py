@@ -36,6 +36,7 @@ from core.ingest import (
 )
 from core.isolate import commit_isolating
 from core.models import SensorStatus, TimeMode
+from core.replay_clock import ReplayClock
 from core.rules import DoorEvent, StatusChange
 from core.settings import Settings
 from core.storage.alerting import (
@@ -47,7 +48,7 @@ from core.storage.alerting import (
 )
 from core.storage.db import is_transient_error, transaction
 from core.storage.ingest import StoreResult, lookup_sensors, store_batch
-from core.timeutil import from_us
+from core.timeutil import from_us, rfc3339
 from core.wire import SENSORS_FILTER
 
 log = logging.getLogger("ansim.bridge")
@@ -86,6 +87,8 @@ class Bridge:
         self.silent_us = int((3 * settings.heartbeat_interval_s + settings.offline_grace_s) * 1e6)
         self.replay = settings.time_mode is TimeMode.REPLAY
         self.policy = build_policy(settings)
+        self.replay_clock = ReplayClock(int(settings.replay_max_jump_s * 1_000_000))
+        self._held_logged: set[str] = set()
         self.dead_letter_cap = DeadLetterCap(
             settings.dead_letter_cap_per_sensor, settings.dead_letter_cap_window_s
         )
@@ -281,7 +284,18 @@ class Bridge:
                 continue
             seen.add(e.key)
             if self.replay:
-                clock = max(clock, e.event_us)
+                moved = self.replay_clock.observe(clock, e.sensor_id, e.event_us)
+                if (
+                    moved < e.event_us - self.replay_clock.max_jump_us
+                    and e.sensor_id not in self._held_logged
+                ):
+                    self._held_logged.add(e.sensor_id)
+                    log.warning(
+                        "event far ahead of the replay clock does not move it (one sensor alone)",
+                        extra={"sensor_id": e.sensor_id, "ts": rfc3339(from_us(e.event_us)),
+                               "clock": rfc3339(from_us(clock))},
+                    )  # fmt: skip
+                clock = moved
             event = DoorEvent(e.sensor_id, e.household_id, e.type, from_us(e.event_us), e.battery)
             await engine.on_event(event, from_us(clock), self.replay)
         for s in batch.statuses:

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     # time
     time_mode: TimeMode = TimeMode.LIVE
     clock_skew_tolerance_s: float = 120.0
+    replay_max_jump_s: float = 86_400.0  # replay: a bigger jump of the event clock needs 2 sensors
     timezone: str = "Asia/Seoul"
     heartbeat_interval_s: int = 600
 
