@@ -76,6 +76,7 @@ async def main_async(settings: Settings) -> int:
                         "connected": bridge.connected.is_set(),
                         "pending": len(bridge.buffer),
                         "stalled_s": round(stalled, 1),
+                        "oldest_pending_s": round(bridge.oldest_pending_s(), 1),
                     }
                 )
 

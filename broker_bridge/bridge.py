@@ -74,6 +74,7 @@ class Bridge:
         self.username = username
         self.password = password
         self.buffer: list[_Pending] = []
+        self.in_process: list[_Pending] = []  # the batch being committed
         self.generation = 0
         self.connected = asyncio.Event()
         self.lost = asyncio.Event()
@@ -138,8 +139,8 @@ class Bridge:
                 msg.qos,
             )
         )
-        if len(self.buffer) >= self.settings.bridge_batch_max:
-            self.wake.set()
+        if len(self.buffer) == 1 or len(self.buffer) >= self.settings.bridge_batch_max:
+            self.wake.set()  # the first message starts a batch at once, not at the next poll
 
     # connection management ------------------------------------------------------
     def _connect_properties(self) -> Properties:
@@ -197,25 +198,43 @@ class Bridge:
                 # let a short burst gather, but never hold the first message long
                 await asyncio.sleep(0.002)
             batch, self.buffer = self.buffer, []
-            metrics.PENDING.set(len(batch))
+            self.in_process = batch
+            metrics.PENDING.set(len(batch) + len(self.buffer))
             await self._process(batch)
+            self.in_process = []
             metrics.PENDING.set(len(self.buffer))
+            metrics.OLDEST_PENDING.set(self.oldest_pending_s())
             if time.monotonic() - last_report >= 10:
                 last_report = time.monotonic()
                 log.info("bridge totals", extra=dict(self.totals))
             if stop.is_set() and not self.connected.is_set():
                 break
 
+    def oldest_pending_s(self) -> float:
+        """Age of the oldest message received and not yet acknowledged."""
+        first = self.in_process or self.buffer
+        if not first:
+            return 0.0
+        return max(0.0, (now_us() - first[0].message.received_us) / 1e6)
+
     async def _process(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
+        start_us = now_us()
         messages = [p.message for p in batch]
+        for m in messages:
+            metrics.QUEUE_WAIT.observe(max(0, start_us - m.received_us) / 1e6)
         outcome = await commit_isolating(
             messages, self._commit, is_transient_error, self._wait_transient
         )
         poisoned = [storage_dead_letter(msg, exc) for msg, exc in outcome.failed]
         dead_result = await self._store_dead(poisoned) if poisoned else None
         committed_us = now_us()
+        commit_s = (committed_us - start_us) / 1e6
         self._ack(batch)
+        ack_s = (now_us() - committed_us) / 1e6
+        for _ in batch:
+            metrics.COMMIT_SECONDS.observe(commit_s)
+            metrics.ACK_DELAY.observe(ack_s)
         for result, classified in outcome.results:
             self._account(result, classified.dead, committed_us, classified.events)
         if dead_result is not None:
@@ -388,6 +407,7 @@ class Bridge:
             for e in events:
                 if not e.skewed:
                     metrics.COMMIT_LATENCY.observe(max(0.0, (committed_us - e.device_us) / 1e6))
+                    metrics.RECEIVE_LATENCY.observe(max(0.0, (e.received_us - e.device_us) / 1e6))
 
     # entry -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:

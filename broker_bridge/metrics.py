@@ -43,3 +43,33 @@ BATCH_SPLITS = Counter(
     "ansim_bridge_batch_splits_total",
     "Batches split to isolate messages whose commit fails for a lasting reason",
 )
+
+# --- latency breakdown (README "Latency"): every hop a message takes in the bridge ---
+_HOP_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5,
+    1, 2, 5, 10, 30,
+)  # fmt: skip
+RECEIVE_LATENCY = Histogram(
+    "ansim_bridge_receive_latency_seconds",
+    "Device timestamp to the bridge's receive, live mode only (sensor → broker → bridge)",
+    buckets=_HOP_BUCKETS,
+)
+QUEUE_WAIT = Histogram(
+    "ansim_bridge_queue_wait_seconds",
+    "Receive to the start of the batch that handles the message",
+    buckets=_HOP_BUCKETS,
+)
+COMMIT_SECONDS = Histogram(
+    "ansim_bridge_batch_commit_seconds",
+    "Batch start to COMMIT: classify, insert, rules, outbox (per message: its batch's time)",
+    buckets=_HOP_BUCKETS,
+)
+ACK_DELAY = Histogram(
+    "ansim_bridge_ack_delay_seconds",
+    "COMMIT to the PUBACK handed to the socket",
+    buckets=_HOP_BUCKETS,
+)
+OLDEST_PENDING = Gauge(
+    "ansim_bridge_oldest_pending_seconds",
+    "Age of the oldest message received and not yet acknowledged (0: none)",
+)

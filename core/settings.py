@@ -127,6 +127,7 @@ class Settings(BaseSettings):
     # --- issue 9 items 7/8 (uphonest): service heartbeats, /healthz, `ansim up` supervision ---
     heartbeat_write_s: float = 5.0  # bridge/notifier/scheduler write their heartbeat this often
     health_stale_s: float = 30.0  # /healthz: a part silent for longer is down (503)
+    health_behind_s: float = 10.0  # /healthz: bridge "degraded" when its oldest unacked is older
     health_parts: str = "bridge,notifier,scheduler"  # services whose heartbeat /healthz requires
     supervisor_fail_count: int = 3  # this many consecutive quick exits of a child: give up
     supervisor_fail_window_s: float = 10.0  # an exit this soon after start counts as quick

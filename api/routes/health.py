@@ -31,7 +31,7 @@ OUTBOX = Gauge("ansim_notifications", "Notifications by state", ["state"])
 
 
 class PartHealth(BaseModel):
-    status: Literal["ok", "down", "stale"]
+    status: Literal["ok", "degraded", "down", "stale"]
     age_s: float | None = None  # seconds since the part's last heartbeat (services only)
     reason: str | None = None  # why it is not ok
 
@@ -39,8 +39,9 @@ class PartHealth(BaseModel):
 class Health(BaseModel):
     """200 when every part is ok, else 503 with the failing parts named in `failing`."""
 
-    status: Literal["ok", "failing"]
+    status: Literal["ok", "degraded", "failing"]
     failing: list[str]
+    degraded: list[str] = []  # up, but behind: still 200
     time_mode: str
     parts: dict[str, PartHealth]
 
@@ -62,7 +63,9 @@ async def _broker_reachable(request: Request, settings: Settings) -> str | None:
     return None
 
 
-def _service(beat: heartbeats.Heartbeat | None, now_us: int, stale_s: float) -> PartHealth:
+def _service(
+    beat: heartbeats.Heartbeat | None, now_us: int, stale_s: float, behind_s: float
+) -> PartHealth:
     if beat is None:
         return PartHealth(status="down", reason="no heartbeat ever written")
     age = round(max(0, now_us - beat.at_us) / 1e6, 1)
@@ -82,6 +85,13 @@ def _service(beat: heartbeats.Heartbeat | None, now_us: int, stale_s: float) -> 
     if isinstance(stalled, int | float) and stalled > stale_s:
         return PartHealth(
             status="down", age_s=age, reason=f"messages waiting, none processed for {stalled:g} s"
+        )
+    oldest = detail.get("oldest_pending_s")
+    if isinstance(oldest, int | float) and oldest > behind_s:
+        return PartHealth(
+            status="degraded",
+            age_s=age,
+            reason=f"oldest unacknowledged message waiting {oldest:g} s",
         )
     return PartHealth(status="ok", age_s=age)
 
@@ -108,11 +118,15 @@ async def healthz(request: Request, db: DbDep, settings: SettingsDep) -> JSONRes
         if beats is None:
             parts[name] = PartHealth(status="down", reason="database unreadable")
         else:
-            parts[name] = _service(beats.get(name), now_us, settings.health_stale_s)
-    failing = [name for name, part in parts.items() if part.status != "ok"]
+            parts[name] = _service(
+                beats.get(name), now_us, settings.health_stale_s, settings.health_behind_s
+            )
+    failing = [name for name, part in parts.items() if part.status not in ("ok", "degraded")]
+    degraded = [name for name, part in parts.items() if part.status == "degraded"]
     body = Health(
-        status="failing" if failing else "ok",
+        status="failing" if failing else "degraded" if degraded else "ok",
         failing=failing,
+        degraded=degraded,
         time_mode=str(settings.time_mode),
         parts=parts,
     )
