@@ -12,15 +12,19 @@
    sessions, so the broker queues the same messages for both. Then the baseline drains
    its queue (messages/s), then the bridge drains its own (events stored and committed
    per second, acknowledged after commit). Ratio = bridge / baseline.
-3. Latency: the bridge running, sensors publish at a fixed offered rate (`--rate`, 5,000/s)
-   for `--seconds`; publish → commit p50/p99 from the bridge's commit-latency histogram
-   (device ts = publish time on this one machine).
+3. Latency (`bench/latency.py`): with the bridge, notifier and API running, the C load
+   generator (`bench/loadgen.c`: `--lg-sensors` connections over TLS, ts stamped at send,
+   its own send lag reported) offers 50 % and 90 % of the capacity measured in step 2,
+   then 50 % with a 150 % burst of 10 s; tamper probes from their own households measure
+   publish → webhook end to end, and every hop's p50/p99 is read from the services'
+   histograms (see bench/latency.py).
 4. The bridge's peak RSS during all of it.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import multiprocessing as mp
 import shutil
@@ -31,7 +35,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import paho.mqtt.client as mqtt
 import psutil
 from paho.mqtt.enums import CallbackAPIVersion
@@ -41,6 +44,7 @@ from paho.mqtt.properties import Properties
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import latency  # noqa: E402
 from core.broker.dynsec import DynsecAdmin  # noqa: E402
 from core.broker.mosquitto import BRIDGE_ROLE  # noqa: E402
 from core.timeutil import to_us  # noqa: E402
@@ -245,45 +249,14 @@ def build_or_copy(cache: Path, data: Path, rows: int) -> list[tuple[str, str]]:
     return [tuple(s) for s in meta["sensors"]]  # type: ignore[misc]
 
 
-def histogram_quantiles(text: str, name: str) -> tuple[list[tuple[float, float]], float]:
-    buckets = []
-    count = 0.0
-    for line in text.splitlines():
-        if line.startswith(f"{name}_bucket"):
-            le = line.split('le="')[1].split('"')[0]
-            buckets.append(
-                (float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1]))
-            )
-        elif line.startswith(f"{name}_count"):
-            count = float(line.rsplit(" ", 1)[1])
-    return buckets, count
-
-
-def quantile(
-    before: list[tuple[float, float]], after: list[tuple[float, float]], q: float
-) -> float:
-    diff = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
-    total = diff[-1][1]
-    target = q * total
-    prev_le, prev_c = 0.0, 0.0
-    for le, c in diff:
-        if c >= target:
-            if le == float("inf"):
-                return prev_le
-            span = c - prev_c
-            return prev_le + (le - prev_le) * ((target - prev_c) / span if span else 1.0)
-        prev_le, prev_c = le, c
-    return prev_le
-
-
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--prefill", type=int, default=20_000_000)
-    p.add_argument("--rate", type=float, default=5000)
-    p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--seconds", type=float, default=30, help="per latency phase")
+    p.add_argument("--lg-sensors", type=int, default=20, help="load generator connections")
     p.add_argument("--cache", type=Path, default=Path("/tmp/ansim-bench-cache"))
     p.add_argument("--data", type=Path, default=Path("/tmp/ansim-bench-run"))
     args = p.parse_args()
@@ -292,6 +265,7 @@ def main() -> None:
         args.cache.with_name(f"{args.cache.name}-{args.prefill}"), args.data, args.prefill
     )
     stack = Stack(args.data)
+    atexit.register(stack.stop)  # also when the run fails half-way: no stray broker left
     stack.start_broker()
     assert stack.creds is not None
     admin = DynsecAdmin(
@@ -354,11 +328,6 @@ def main() -> None:
     stored_rate = (base_rows + n - first_rows) / (done_t - first_t)
     say(f"bridge {stored_rate:,.0f} events/s stored")
 
-    say(f"latency: {args.rate:,.0f} events/s offered for {args.seconds:.0f} s, bridge running")
-    metrics_url = f"http://127.0.0.1:{stack.settings.bridge_metrics_port}/metrics"
-    before, _ = histogram_quantiles(
-        httpx.get(metrics_url).text, "ansim_bridge_commit_latency_seconds"
-    )
     stop_rss = threading.Event()
 
     def watch_rss() -> None:
@@ -368,23 +337,6 @@ def main() -> None:
 
     watcher = threading.Thread(target=watch_rss, daemon=True)
     watcher.start()
-    per_sensor = int(args.rate * args.seconds / len(sensors))
-    took = publish(
-        stack.mqtt_port,
-        sensors,
-        boot=200000 + int(time.time()) % 100000,
-        per_sensor=per_sensor,
-        rate=args.rate,
-    )
-    time.sleep(1)
-    stop_rss.set()
-    after, _count = histogram_quantiles(
-        httpx.get(metrics_url).text, "ansim_bridge_commit_latency_seconds"
-    )
-    offered = per_sensor * len(sensors) / took
-    p50 = quantile(before, after, 0.50) * 1000
-    p99 = quantile(before, after, 0.99) * 1000
-    stack.stop()
 
     print()
     print("=" * 64)
@@ -392,13 +344,13 @@ def main() -> None:
     print(f"baseline (bare paho, counting)     {baseline:>14,.0f} msg/s")
     print(f"bridge (stored, ack after commit)  {stored_rate:>14,.0f} events/s")
     print(f"ratio bridge / baseline            {stored_rate / baseline:>14.2f}   (target >= 0.25)")
-    print(
-        f"offered rate (achieved)            {offered:>14,.0f} events/s   (asked {args.rate:,.0f})"
-    )
-    print(f"publish -> commit p50              {p50:>14.1f} ms")
-    print(f"publish -> commit p99              {p99:>14.1f} ms   (target < 100 ms)")
+    print("=" * 64, flush=True)
+
+    say("latency: offered load as fractions of the drain capacity just measured")
+    latency.run_all(stack, sensors[: args.lg_sensors], stored_rate, args.seconds, args.data)
+    stop_rss.set()
+    stack.stop()
     print(f"bridge peak RSS                    {peak_rss / 2**20:>14.0f} MB   (target < 200 MB)")
-    print("=" * 64)
 
 
 if __name__ == "__main__":

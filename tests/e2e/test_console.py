@@ -121,7 +121,8 @@ def test_operator_enrols_sees_live_alert_and_resolves(
     expect(page.get_by_test_id("sensor-secrets")).to_be_visible()
     sensor_id = page.get_by_test_id("provisioned-sensor-id").inner_text()
     password = page.get_by_test_id("mqtt-password").inner_text()
-    assert page.get_by_test_id("mqtt-port").inner_text() == str(stack.mqtt_port)
+    assert page.get_by_test_id("mqtt-port").inner_text() == str(stack.settings.mqtt_tls_port)
+    assert (page.get_by_test_id("mqtt-ca").text_content() or "").startswith("-----BEGIN")
     shot(page, "01-operator-enrolment")
     # hiding drops them from the page
     page.get_by_test_id("sensor-secrets").get_by_role(

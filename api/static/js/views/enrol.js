@@ -147,10 +147,19 @@ export function mount(host) {
                 secretRow(t("col_sensor"), sensor.sensor_id, "provisioned-sensor-id"),
                 secretRow(t("mqtt_host"), sensor.mqtt.host, "mqtt-host"),
                 secretRow(t("mqtt_port"), sensor.mqtt.port, "mqtt-port"),
+                secretRow(t("mqtt_tls"), sensor.mqtt.server_name, "mqtt-server-name"),
                 secretRow(t("mqtt_username"), sensor.mqtt.username, "mqtt-username"),
                 secretRow(t("mqtt_password"), sensor.mqtt.password, "mqtt-password"),
                 secretRow(t("event_topic"), sensor.mqtt.event_topic, "mqtt-topic"),
               ),
+              sensor.mqtt.ca_pem
+                ? h(
+                    "details",
+                    {},
+                    h("summary", {}, t("mqtt_ca")),
+                    h("pre", { class: "mono", "data-testid": "mqtt-ca" }, sensor.mqtt.ca_pem),
+                  )
+                : null,
               h("button", { type: "button", class: "btn", onclick: () => ((sensor = null), render()) }, t("done_hide")),
             )
           : null,
