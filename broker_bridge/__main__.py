@@ -22,7 +22,7 @@ from core.broker.mosquitto import load_or_create_credentials
 from core.jsonlog import configure_logging
 from core.settings import Settings
 from core.storage import heartbeats
-from core.storage.db import connect, open_database
+from core.storage.db import checkpoint_forever, connect, open_database
 
 log = logging.getLogger("ansim.bridge")
 
@@ -47,6 +47,13 @@ async def main_async(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     conn = await open_database(settings.database)
+    checkpoints: asyncio.Task[None] | None = None
+    if settings.bridge_checkpoint_s > 0:
+        # the writer's COMMIT never runs a checkpoint: a task of its own does, every N s
+        await conn.execute("PRAGMA wal_autocheckpoint = 0")
+        checkpoints = asyncio.create_task(
+            checkpoint_forever(settings.database, settings.bridge_checkpoint_s, stop)
+        )
     try:
         hb_conn = await connect(settings.database)
         try:
@@ -105,6 +112,10 @@ async def main_async(settings: Settings) -> int:
         finally:
             await hb_conn.close()
     finally:
+        if checkpoints is not None:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await checkpoints
         await conn.close()
     return 0
 

@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     bridge_receive_maximum: int = 4000
     bridge_session_expiry_s: int = 7 * 24 * 3600
     bridge_metrics_port: int = 9108
+    bridge_checkpoint_s: float = 1.0  # WAL checkpoint off the writer every N s (0: in COMMIT)
 
     # scheduler
     scheduler_metrics_port: int = 9109

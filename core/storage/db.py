@@ -4,6 +4,8 @@ one file, writes in `BEGIN IMMEDIATE` transactions, reads on separate connection
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +16,8 @@ import aiosqlite
 
 from core.storage import wake
 from core.storage.schema import MIGRATIONS, SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 15_000
 
@@ -92,6 +96,23 @@ def _statements(script: str) -> list[str]:
                 out.append(stmt)
             buf = []
     return out
+
+
+async def checkpoint_forever(path: Path, every_s: float, stop: asyncio.Event) -> None:
+    """Checkpoint the WAL from a connection (and thread) of its own, so that the hot
+    writer, whose automatic checkpoint is turned off, never pays for one inside its
+    COMMIT. PASSIVE: copies what it can without waiting on readers or writers."""
+    conn = await connect(path)
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+            try:
+                await conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:  # busy or full: the next round tries again
+                log.warning("checkpoint failed", extra={"error": str(exc)})
+    finally:
+        await conn.close()
 
 
 async def open_database(path: Path) -> aiosqlite.Connection:
