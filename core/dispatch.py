@@ -38,11 +38,13 @@ class CircuitState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    lane_inflight: int = 20
-    endpoint_inflight: int = 2
-    circuit_failures: int = 5
-    cooloff_s: float = 30.0
-    slow_s: float = 0.5
+    """Built from the settings (`notifier.dispatcher.limits`): their one home."""
+
+    lane_inflight: int
+    endpoint_inflight: int
+    circuit_failures: int
+    cooloff_s: float
+    slow_s: float
 
 
 @dataclass(frozen=True, slots=True)
