@@ -11,6 +11,7 @@ most one `ANSIM_NOTIFY_POLL_MS`, the polling that stays as the safety net.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import hashlib
 import logging
@@ -58,6 +59,7 @@ def after_commit(conn: Any) -> None:
     if _sender is None:
         _sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         _sender.setblocking(False)
+        atexit.register(_sender.close)
     with contextlib.suppress(OSError):  # nobody listening, or its buffer is full
         _sender.sendto(b"!", name)
 
