@@ -11,7 +11,8 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -84,6 +85,8 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         description="Door-sensor safety backend: enrolment, sensors, events, alerts, grades.",
         lifespan=lifespan,
+        docs_url=None,  # served below from our own files: a district PC may have no internet
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.tls = ensure_tls(settings)  # the broker's CA, handed to sensors
@@ -132,6 +135,18 @@ def create_app(settings: Settings) -> FastAPI:
 
     static = Path(__file__).resolve().parent / "static"
     app.mount("/static", StaticFiles(directory=static), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        """Swagger UI from `api/static/vendor/swagger-ui/` (vendored from npm), no CDN."""
+        vendor = "/static/vendor/swagger-ui"
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="Ansim Door API",
+            swagger_js_url=f"{vendor}/swagger-ui-bundle.js",
+            swagger_css_url=f"{vendor}/swagger-ui.css",
+            swagger_favicon_url=f"{vendor}/favicon-32x32.png",
+        )
 
     @app.get("/", include_in_schema=False)
     async def console() -> FileResponse:

@@ -305,3 +305,23 @@ def test_map_draws_segments_by_grade_and_explains_a_click(
     page.get_by_role("button", name="확대").click()
     expect(canvas).to_have_attribute("data-loaded", str(len(by_id)))
     page.close()
+
+
+def test_api_docs_work_without_internet(console_stack: Stack, browser: Browser) -> None:
+    """A district PC without outside access: every request off our server is refused,
+    and /docs still shows the API (Swagger UI served from our own files)."""
+    page = browser.new_page()
+    outside: list[str] = []
+
+    def only_ours(route: Any) -> None:
+        if route.request.url.startswith(console_stack.base_url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_ours)
+    page.goto(f"{console_stack.base_url}/docs")
+    expect(page.get_by_text("/api/v1/households", exact=True).first).to_be_visible(timeout=15000)
+    assert outside == [], outside
+    page.close()
