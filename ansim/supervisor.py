@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.broker.mosquitto import BrokerProcess
+from core.broker.tls import ensure_tls
 from core.settings import Settings
 
 log = logging.getLogger("ansim.supervisor")
@@ -195,6 +196,8 @@ def run_up(settings: Settings, demo: bool, demo_token: str | None) -> int:
     started = time.monotonic()
     phase = "starting"  # → "demo" (waiting for the district import) → "up"
     next_check = 0.0
+    next_tls_check = time.monotonic() + settings.tls_renew_check_s
+    tls_seen = _tls_fingerprint(broker)
     last_body = b""
     code = 0
     try:
@@ -211,6 +214,13 @@ def run_up(settings: Settings, demo: bool, demo_token: str | None) -> int:
                     _loud(f"Ansim Door is stopping: the MQTT broker does not restart: {exc}")
                     code = 1
                     break
+            if now >= next_tls_check:
+                next_tls_check = now + settings.tls_renew_check_s
+                if _tls_changed(settings, broker, tls_seen):
+                    tls_seen = _tls_fingerprint(broker)
+                    for child in children:
+                        if child.name == "api" and settings.http_tls and child.alive():
+                            child.stop()  # uvicorn reads its certificate at start only
             gave_up = None
             for child in children:
                 if child.proc is None or child.alive() or stopping:
@@ -268,6 +278,33 @@ def run_up(settings: Settings, demo: bool, demo_token: str | None) -> int:
         broker.stop()
         log.info("all stopped", extra={"code": code})
     return code
+
+
+def _tls_fingerprint(broker: BrokerProcess) -> tuple[int, int] | None:
+    if broker.tls is None:
+        return None
+    try:
+        st = broker.tls.cert.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _tls_changed(settings: Settings, broker: BrokerProcess, seen: tuple[int, int] | None) -> bool:
+    """Re-issue the generated certificate when it nears expiry (or a name was added), or
+    notice that a configured one was replaced (e.g. by certbot): mosquitto reloads its
+    certificate on SIGHUP without dropping a connection."""
+    try:
+        broker.tls = ensure_tls(settings)
+    except Exception as exc:  # a broken certificate file must not stop the alerts
+        log.error("checking the TLS certificate failed", extra={"error": str(exc)})
+        return False
+    if _tls_fingerprint(broker) == seen:
+        return False
+    if broker.proc is not None and broker.proc.poll() is None:
+        broker.proc.send_signal(signal.SIGHUP)
+    log.warning("TLS certificate changed: broker reloaded it", extra={"cert": str(broker.tls.cert)})
+    return True
 
 
 def _banner(settings: Settings, demo_token: str | None) -> None:

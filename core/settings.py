@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     tls_key: Path | None = None  # its private key
     tls_ca: Path | None = None  # CA sensors verify tls_cert with (default: generated CA)
     http_tls: bool = False  # serve the API and console over HTTPS with the same certificate
+    tls_renew_check_s: float = 3600.0  # `ansim up` re-checks the certificate (renew, reload)
 
     # time
     time_mode: TimeMode = TimeMode.LIVE

@@ -236,3 +236,41 @@ def test_api_serves_https_with_the_same_certificate(tls_stack: Stack) -> None:
     ):
         old.wrap_socket(raw, server_hostname="127.0.0.1")
     assert time.monotonic() - started < 5
+
+
+def _served_names(port: int, ca_pem: str) -> list[str]:
+    ctx = tls_context(ca_pem)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    cert = x509.load_der_x509_certificate(der)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return [str(n) for n in san.get_values_for_type(x509.DNSName)]
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path) -> None:
+    """The supervisor's hourly check: a re-issued certificate (here: a name added) is
+    reloaded by the running broker on SIGHUP, its connections kept."""
+    from ansim.supervisor import _tls_changed, _tls_fingerprint
+
+    stack = Stack(tmp_path)
+    stack.start_broker()
+    try:
+        broker = stack.broker
+        assert broker.tls is not None and broker.tls.ca is not None
+        ca = broker.tls.ca.read_text()
+        port = stack.settings.mqtt_tls_port
+        assert "door.example.org" not in _served_names(port, ca)
+        seen = _tls_fingerprint(broker)
+        assert not _tls_changed(stack.settings, broker, seen)  # nothing to do
+        pid = broker.proc.pid if broker.proc else None
+        renamed = stack.settings.model_copy(update={"public_host": "door.example.org"})
+        assert _tls_changed(renamed, broker, seen)
+        wait_until(lambda: "door.example.org" in _served_names(port, ca), 10, what="reload")
+        assert broker.proc is not None and broker.proc.pid == pid  # same process
+        assert broker.tls.ca.read_text() == ca  # the sensors' CA never changes
+    finally:
+        stack.stop_broker()
