@@ -140,18 +140,42 @@ class DynsecAdmin:
 
     # sensor credentials -----------------------------------------------------
     async def create_sensor(self, sensor_id: str, password: str) -> None:
+        """Create the sensor's role and client. Idempotent for our own sensors: when the
+        client already exists with the sensor's role (an earlier attempt got as far as the
+        broker before a failure), its password is set again. A client of that name without
+        the role is someone else's (a service account): DynsecError 'already exists'."""
         role = sensor_role(sensor_id)
         await self.acall(
-            [
-                {"command": "createRole", "rolename": role, "acls": sensor_acls(sensor_id)},
-                {
-                    "command": "createClient",
-                    "username": sensor_id,
-                    "password": password,
-                    "roles": [{"rolename": role, "priority": 0}],
-                },
-            ]
+            [{"command": "createRole", "rolename": role, "acls": sensor_acls(sensor_id)}],
+            tolerate=ALREADY_EXISTS,
         )
+        try:
+            await self.acall(
+                [
+                    {
+                        "command": "createClient",
+                        "username": sensor_id,
+                        "password": password,
+                        "roles": [{"rolename": role, "priority": 0}],
+                    }
+                ]
+            )
+        except DynsecError as exc:
+            if "already exists" not in exc.error.lower() or role not in await self.client_roles(
+                sensor_id
+            ):
+                raise
+            await self.acall(
+                [{"command": "setClientPassword", "username": sensor_id, "password": password}]
+            )
+
+    async def client_roles(self, username: str) -> list[str]:
+        """The roles of a broker client ([] when there is no such client)."""
+        responses = await self.acall(
+            [{"command": "getClient", "username": username}], tolerate=("not found",)
+        )
+        client = (responses[0].get("data") or {}).get("client") or {} if responses else {}
+        return [str(r.get("rolename")) for r in client.get("roles") or []]
 
     async def delete_sensor(self, sensor_id: str) -> None:
         """Remove the client (the plugin disconnects it at once) and its role; clear its
