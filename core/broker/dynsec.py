@@ -49,7 +49,13 @@ def sensor_acls(sensor_id: str) -> list[dict[str, Any]]:
 
 class DynsecAdmin:
     def __init__(
-        self, host: str, port: int, username: str, password: str, timeout_s: float = 10.0
+        self,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        timeout_s: float = 10.0,
+        client_id: str | None = None,  # default: the username; a second process needs its own
     ) -> None:
         self._host, self._port = host, port
         self._timeout = timeout_s
@@ -58,7 +64,7 @@ class DynsecAdmin:
         self._connected = threading.Event()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=username,
+            client_id=client_id or username,
             protocol=mqtt.MQTTv5,
         )
         self._client.username_pw_set(username, password)
