@@ -151,29 +151,28 @@ class DynsecAdmin:
         broker before a failure), its password is set again. A client of that name without
         the role is someone else's (a service account): DynsecError 'already exists'."""
         role = sensor_role(sensor_id)
-        await self.acall(
-            [{"command": "createRole", "rolename": role, "acls": sensor_acls(sensor_id)}],
-            tolerate=ALREADY_EXISTS,
+        responses = await self.acall(
+            [
+                {"command": "createRole", "rolename": role, "acls": sensor_acls(sensor_id)},
+                {
+                    "command": "createClient",
+                    "username": sensor_id,
+                    "password": password,
+                    "roles": [{"rolename": role, "priority": 0}],
+                },
+            ],
+            tolerate=ALREADY_EXISTS,  # one round trip; an existing client is looked at below
         )
-        try:
-            await self.acall(
-                [
-                    {
-                        "command": "createClient",
-                        "username": sensor_id,
-                        "password": password,
-                        "roles": [{"rolename": role, "priority": 0}],
-                    }
-                ]
-            )
-        except DynsecError as exc:
-            if "already exists" not in exc.error.lower() or role not in await self.client_roles(
-                sensor_id
-            ):
-                raise
-            await self.acall(
-                [{"command": "setClientPassword", "username": sensor_id, "password": password}]
-            )
+        client_exists = any(
+            r.get("command") == "createClient" and r.get("error") for r in responses
+        )
+        if not client_exists:
+            return
+        if role not in await self.client_roles(sensor_id):
+            raise DynsecError("createClient", "Client already exists")
+        await self.acall(
+            [{"command": "setClientPassword", "username": sensor_id, "password": password}]
+        )
 
     async def client_roles(self, username: str) -> list[str]:
         """The roles of a broker client ([] when there is no such client)."""
