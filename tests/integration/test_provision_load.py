@@ -77,6 +77,23 @@ def test_stream_keeps_flowing_while_sensors_are_provisioned(lstack: Stack) -> No
             samples.append((time.monotonic(), stored()))
             time.sleep(0.05)
 
+    # how long a writer waits for SQLite's write lock (what the bridge waits for each batch):
+    # BEGIN IMMEDIATE; ROLLBACK every 20 ms, its wait recorded. Less sensitive to the CPU
+    # load of a shared machine than the stored rate.
+    lock_waits: list[tuple[float, float]] = []
+    probe = sqlite3.connect(
+        lstack.settings.database, timeout=15, isolation_level=None, check_same_thread=False
+    )
+
+    def probe_lock() -> None:
+        while not stop_sampling.is_set():
+            t0 = time.monotonic()
+            probe.execute("BEGIN IMMEDIATE")
+            waited = time.monotonic() - t0
+            probe.execute("ROLLBACK")
+            lock_waits.append((t0, waited))
+            time.sleep(0.02)
+
     # the stream in a process of its own: the provisioning threads here cannot starve it
     publisher = subprocess.Popen(
         [sys.executable, "-m", "tests.stream_publisher", str(RATE_PER_SENSOR)],
@@ -88,6 +105,8 @@ def test_stream_keeps_flowing_while_sensors_are_provisioned(lstack: Stack) -> No
     assert publisher.stdout.readline().strip() == "ready"
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    prober = threading.Thread(target=probe_lock, daemon=True)
+    prober.start()
     time.sleep(3)  # warm-up
     base_start = time.monotonic()
     time.sleep(6)
@@ -119,6 +138,8 @@ def test_stream_keeps_flowing_while_sensors_are_provisioned(lstack: Stack) -> No
     wait_until(lambda: stored() >= total, 60, what="every event stored")
     stop_sampling.set()
     sampler.join(5)
+    prober.join(20)
+    probe.close()
     final = stored()
     db.close()
 
@@ -126,18 +147,28 @@ def test_stream_keeps_flowing_while_sensors_are_provisioned(lstack: Stack) -> No
     # sliding one-second windows, every 0.25 s, from a round's first request to 1 s after
     # its last answer (a stall shows as a low window, the catch-up after it as a high one)
     base_sliding = _per_second(samples, base_start, rounds[0][0], 0.25)
+
+    def waits_ms(start: float, end: float) -> str:
+        ws = sorted(w * 1000 for t, w in lock_waits if start <= t < end)
+        if not ws:
+            return "write-lock wait: no probe"
+        p99 = ws[min(len(ws) - 1, int(len(ws) * 0.99))]
+        return f"write-lock wait max {ws[-1]:.0f} ms, p99 {p99:.0f} ms over {len(ws)} probes"
+
     report = [
         f"\nprovision load: stream {STREAM_SENSORS}×{RATE_PER_SENSOR} = "
         f"{STREAM_SENSORS * RATE_PER_SENSOR} events/s sent; {ROUNDS} rounds of {PROVISION} "
         f"sensors provisioned {PROVISION_CONCURRENCY} at a time",
         f"  before: worst second {min(base_sliding)} stored events/s, median "
-        f"{statistics.median(base_sliding):.0f} (whole seconds: {base})",
+        f"{statistics.median(base_sliding):.0f} (whole seconds: {base}); "
+        + waits_ms(base_start, rounds[0][0]),
     ]
     for n, (start, end) in enumerate(rounds, 1):
         during = _per_second(samples, start, end + 1.0, 0.25)
         report.append(
             f"  round {n} ({end - start:.1f} s, {PROVISION / (end - start):.0f} sensors/s): "
-            f"worst second {min(during)}, median {statistics.median(during):.0f} ({during})"
+            f"worst second {min(during)}, median {statistics.median(during):.0f}; "
+            f"{waits_ms(start, end)} ({during})"
         )
     print("\n".join(report))
     assert sorted(codes) == [201] * (PROVISION * ROUNDS), codes
