@@ -54,6 +54,7 @@ def _per_second(
     return out
 
 
+@pytest.mark.slow
 def test_stream_keeps_flowing_while_sensors_are_provisioned(lstack: Stack) -> None:
     with lstack.api() as api:
         hh = lstack.enrol(api)
