@@ -99,7 +99,8 @@ async def enrol_household(
     status_code=status.HTTP_201_CREATED,
     response_model=SensorProvisioned,
     responses={404: {"description": "no such household"}, 409: {"description": "id taken"},
-               503: {"description": "broker unreachable"}},
+               502: {"description": "broker refused: the sensor stays pending, retry"},
+               503: {"description": "broker unreachable: the sensor stays pending, retry"}},
 )  # fmt: skip
 async def provision_sensor(
     household_id: str,
@@ -110,7 +111,10 @@ async def provision_sensor(
     operator: Operator,
     body: SensorCreate | None = None,
 ) -> SensorProvisioned:
-    """Create the sensor and its own broker credentials; the password is shown only here."""
+    """Create the sensor and its own broker credentials; the password is shown only here.
+    The sensor is committed `pending` before the broker is asked: after a 502/503 the same
+    request again (same `sensor_id`) completes it; one nobody retries is given up by the
+    scheduler's sweep after ANSIM_SENSOR_PENDING_TIMEOUT_S."""
     if await households.get_household(db.reader, household_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"household {household_id!r} not found")
     sensor_id = (body.sensor_id if body else None) or new_id("s")
