@@ -34,6 +34,13 @@ async def get_admin(request: Request) -> DynsecAdmin:
     return admin
 
 
+async def get_admin_or_none(request: Request) -> DynsecAdmin | None:
+    """The broker admin, or None while the broker is unreachable (for routes that commit
+    their database change first and call the broker after)."""
+    admin: DynsecAdmin | None = await request.app.state.broker_admin()
+    return admin
+
+
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
@@ -45,6 +52,7 @@ def get_tls(request: Request) -> TlsFiles:
 
 TlsDep = Annotated[TlsFiles, Depends(get_tls)]
 AdminDep = Annotated[DynsecAdmin, Depends(get_admin)]
+MaybeAdminDep = Annotated[DynsecAdmin | None, Depends(get_admin_or_none)]
 
 
 async def get_principal(

@@ -153,6 +153,15 @@ class Settings(BaseSettings):
     # length of the cap's window, aligned to the epoch (3600: clock hours)
     dead_letter_cap_window_s: int = Field(default=DEFAULT_WINDOW_S, ge=1)
 
+    # --- issue 10 item 5 (brokertx): broker calls outside database transactions ---
+    # a sensor still `pending` (provisioning committed, broker client never confirmed: a crash
+    # or an outage, and no retry) for longer than this is given up by the scheduler's sweep:
+    # retired as `provisioning_abandoned`, its broker client deleted if it got one
+    sensor_pending_timeout_s: float = Field(default=300.0, gt=0)
+    # how often the scheduler's `sensor_broker_sweep` runs (it also deletes the broker clients
+    # of retired sensors that an outage left behind)
+    sensor_broker_sweep_interval_s: int = Field(default=60, ge=1)
+
     @field_validator("data_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

@@ -224,6 +224,11 @@ def build_specs(settings: Settings, grades: GradeSettings) -> list[JobSpec]:
                 f"delete dead letters older than {settings.dead_letter_retention_days} days",
                 jobs.dead_letter_purge, CronTrigger(hour=3, minute=45, timezone=zone),
                 f"daily 03:45 {settings.timezone}", 6 * 3600, True),
+        JobSpec("sensor_broker_sweep",
+                "complete half-done sensor provisioning/retirement on the broker",
+                jobs.sensor_broker_sweep,
+                IntervalTrigger(seconds=settings.sensor_broker_sweep_interval_s, timezone=zone),
+                f"every {settings.sensor_broker_sweep_interval_s} s", 30, False),
         JobSpec("offline_sweep", "silent sensors, escalations and due timers (safety net)",
                 jobs.offline_sweep,
                 IntervalTrigger(seconds=settings.offline_sweep_interval_s, timezone=zone),
@@ -271,6 +276,7 @@ async def main_async(settings: Settings) -> int:
         finally:
             await hb_conn.close()
     finally:
+        jobs.close_broker_admin()
         await db.close()
     log.info("scheduler stopped")
     return 0

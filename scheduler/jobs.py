@@ -3,19 +3,24 @@ core.storage; one scheduler process per deployment runs them."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from core.broker.dynsec import DynsecAdmin
+from core.broker.mosquitto import load_or_create_credentials
 from core.geo import SegmentIndex
 from core.models import TimeMode
+from core.sensor_broker import sweep
 from core.settings import Settings
 from core.storage import segments as segment_store
 from core.storage.alerting import AlertEngine, build_policy, households_due
 from core.storage.db import Database
 from core.storage.dead_letters import purge_dead_letters_before
 from core.storage.events import purge_events_before
+from core.storage.sensors import broker_work
 from core.timeutil import to_us
 
 log = logging.getLogger("ansim.scheduler")
@@ -111,3 +116,33 @@ async def grade_recompute(db: Database, settings: Settings, now: datetime) -> di
     summary = result.to_dict()
     summary.pop("params", None)
     return summary
+
+
+_broker_admin: list[DynsecAdmin] = []  # the scheduler's one admin connection, made on first need
+
+
+async def sensor_broker_sweep(db: Database, settings: Settings, now: datetime) -> dict[str, Any]:
+    """Completes what a crash or a broker outage left half done (core/sensor_broker.py): a
+    sensor `pending` longer than ANSIM_SENSOR_PENDING_TIMEOUT_S is retired as
+    `provisioning_abandoned` and its broker client deleted; a retired sensor whose broker
+    client was not deleted loses it. Connects to the broker only when there is work."""
+    pending, deleting = await broker_work(
+        db.reader, to_us(now) - int(settings.sensor_pending_timeout_s * 1e6)
+    )
+    if not pending and not deleting:
+        return {"abandoned": [], "deleted": [], "failed": {}}
+    if not _broker_admin:
+        creds = load_or_create_credentials(settings)
+        admin = DynsecAdmin(
+            settings.mqtt_host, settings.mqtt_port, creds.admin_username, creds.admin_password,
+            client_id=f"{creds.admin_username}-scheduler",
+        )  # fmt: skip
+        await asyncio.to_thread(admin.start)  # BrokerUnavailable: this run is an error
+        _broker_admin.append(admin)
+    result = await sweep(db, _broker_admin[0], settings.sensor_pending_timeout_s)
+    return result.to_dict()
+
+
+def close_broker_admin() -> None:
+    while _broker_admin:
+        _broker_admin.pop().stop()

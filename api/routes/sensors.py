@@ -7,11 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from api.deps import AdminDep, CurrentPrincipal, DbDep, Operator, ensure_household_access
+from api.deps import CurrentPrincipal, DbDep, MaybeAdminDep, Operator, ensure_household_access
 from api.params import cursor_int, decode_cursor, encode_cursor
 from api.schemas import EventPage, EventPublic, SensorPublic, SensorRetired
 from api.timefmt import fmt_us, now_us
 from core.broker.dynsec import BrokerUnavailable, DynsecError
+from core.sensor_broker import finish_deletes
 from core.storage import audit, events, households, sensors
 from core.storage.sensors import SensorRow
 from core.timeutil import from_us, rfc3339
@@ -95,26 +96,40 @@ async def list_sensor_events(
     return EventPage(data=data, count=len(data), next_cursor=next_cursor)
 
 
-@router.delete("/{sensor_id}", response_model=SensorRetired)
+@router.delete(
+    "/{sensor_id}",
+    response_model=SensorRetired,
+    responses={404: {"description": "no such sensor"},
+               503: {"description": "retired, but the broker is unreachable: retry"}},
+)  # fmt: skip
 async def retire_sensor(
-    sensor_id: str, db: DbDep, admin: AdminDep, operator: Operator
+    sensor_id: str, db: DbDep, admin: MaybeAdminDep, operator: Operator
 ) -> SensorRetired:
-    """Retire: the broker credentials are deleted and the sensor disconnected at once.
-    Repeating the call is harmless."""
+    """Retire: committed first (the bridge refuses the sensor's messages from then on), then
+    its broker credentials are deleted and the sensor disconnected. When the broker cannot be
+    reached the answer is 503 and the sensor stays retired; a retry, or the scheduler's sweep,
+    deletes the credentials. Repeating the call is harmless."""
     row = await sensors.get_sensor(db.reader, sensor_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"sensor {sensor_id!r} not found")
     now = now_us()
-    try:
-        async with db.write() as conn:
-            changed = await sensors.retire_sensor(conn, sensor_id, now)
-            if changed:
-                await audit.record(conn, now, operator.actor, "sensor.retire", sensor_id,
-                                   {"household_id": row.household_id})  # fmt: skip
-            # always: a retry after a broker failure must still revoke
-            await admin.delete_sensor(sensor_id)
-    except (DynsecError, BrokerUnavailable) as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"broker: {exc}") from None
+    async with db.write() as conn:
+        changed = await sensors.retire_sensor(conn, sensor_id, now)
+        if changed:
+            await audit.record(conn, now, operator.actor, "sensor.retire", sensor_id,
+                               {"household_id": row.household_id})  # fmt: skip
+        state = await sensors.get_broker_state(conn, sensor_id)
+    if state is not None and state.broker_state == "deleting":
+        if admin is None:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "sensor retired; the MQTT broker is unreachable, its credentials are deleted "
+                "on retry or by the sweep",
+            )
+        try:
+            await finish_deletes(db, admin, [sensor_id])
+        except (DynsecError, BrokerUnavailable) as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"broker: {exc}") from None
     retired_us = now if changed else (row.retired_us or now)
     log.info("sensor retired", extra={"sensor_id": sensor_id})
     return SensorRetired(sensor_id=sensor_id, status="retired", retired_at=fmt_us(retired_us) or "")

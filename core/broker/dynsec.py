@@ -49,7 +49,13 @@ def sensor_acls(sensor_id: str) -> list[dict[str, Any]]:
 
 class DynsecAdmin:
     def __init__(
-        self, host: str, port: int, username: str, password: str, timeout_s: float = 10.0
+        self,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        timeout_s: float = 10.0,
+        client_id: str | None = None,  # default: the username; a second process needs its own
     ) -> None:
         self._host, self._port = host, port
         self._timeout = timeout_s
@@ -58,7 +64,7 @@ class DynsecAdmin:
         self._connected = threading.Event()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=username,
+            client_id=client_id or username,
             protocol=mqtt.MQTTv5,
         )
         self._client.username_pw_set(username, password)
@@ -140,8 +146,12 @@ class DynsecAdmin:
 
     # sensor credentials -----------------------------------------------------
     async def create_sensor(self, sensor_id: str, password: str) -> None:
+        """Create the sensor's role and client. Idempotent for our own sensors: when the
+        client already exists with the sensor's role (an earlier attempt got as far as the
+        broker before a failure), its password is set again. A client of that name without
+        the role is someone else's (a service account): DynsecError 'already exists'."""
         role = sensor_role(sensor_id)
-        await self.acall(
+        responses = await self.acall(
             [
                 {"command": "createRole", "rolename": role, "acls": sensor_acls(sensor_id)},
                 {
@@ -150,8 +160,27 @@ class DynsecAdmin:
                     "password": password,
                     "roles": [{"rolename": role, "priority": 0}],
                 },
-            ]
+            ],
+            tolerate=ALREADY_EXISTS,  # one round trip; an existing client is looked at below
         )
+        client_exists = any(
+            r.get("command") == "createClient" and r.get("error") for r in responses
+        )
+        if not client_exists:
+            return
+        if role not in await self.client_roles(sensor_id):
+            raise DynsecError("createClient", "Client already exists")
+        await self.acall(
+            [{"command": "setClientPassword", "username": sensor_id, "password": password}]
+        )
+
+    async def client_roles(self, username: str) -> list[str]:
+        """The roles of a broker client ([] when there is no such client)."""
+        responses = await self.acall(
+            [{"command": "getClient", "username": username}], tolerate=("not found",)
+        )
+        client = (responses[0].get("data") or {}).get("client") or {} if responses else {}
+        return [str(r.get("rolename")) for r in client.get("roles") or []]
 
     async def delete_sensor(self, sensor_id: str) -> None:
         """Remove the client (the plugin disconnects it at once) and its role; clear its

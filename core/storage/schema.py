@@ -257,11 +257,33 @@ INSERT OR IGNORE INTO scheduler_jobs (job_id, description, schedule, updated_us)
      'daily 03:45', 0);
 """
 
+# v6: the sensor's broker client has a state of its own, so that no broker call happens
+# inside a database transaction (a write transaction waiting on the broker would hold up the
+# bridge's ingest). `broker_state`:
+#   pending  - row committed, broker client not yet confirmed (provisioning under way, or a
+#              crash/outage in between: a retry of the same request or the sweep completes it)
+#   active   - the broker client exists; the normal state of a live sensor
+#   deleting - retired (the bridge refuses its messages from that commit on), broker client
+#              not yet confirmed deleted (a retry or the sweep deletes it)
+#   deleted  - retired and its broker client gone
+# `broker_state_us` is when it last changed (the sweep's age for a stale `pending`).
+# Rows from before v6 were written with the broker call inside the transaction: the live
+# ones have their client, the retired ones had it deleted.
+SCHEMA_V6 = """
+ALTER TABLE sensors ADD COLUMN broker_state TEXT NOT NULL DEFAULT 'active'
+    CHECK (broker_state IN ('pending', 'active', 'deleting', 'deleted'));
+ALTER TABLE sensors ADD COLUMN broker_state_us INTEGER;
+UPDATE sensors SET broker_state = 'deleted' WHERE retired_us IS NOT NULL;
+CREATE INDEX IF NOT EXISTS sensors_broker_work ON sensors(broker_state, broker_state_us)
+    WHERE broker_state IN ('pending', 'deleting');
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [
     (1, SCHEMA_V1),
     (2, SCHEMA_V2),
     (3, SCHEMA_V3),
     (4, SCHEMA_V4),
     (5, SCHEMA_V5),
+    (6, SCHEMA_V6),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -52,11 +52,13 @@ async def insert_sensor(
     mqtt_username: str,
     password_hash: str,
     now_us: int,
+    broker_state: str = "pending",
 ) -> int:
+    """A new sensor; `pending` until its broker client is confirmed (schema v6)."""
     async with conn.execute(
-        "INSERT INTO sensors (sensor_id, household_id, mqtt_username, password_hash, created_us)"
-        " VALUES (?,?,?,?,?) RETURNING sensor_pk",
-        (sensor_id, household_id, mqtt_username, password_hash, now_us),
+        "INSERT INTO sensors (sensor_id, household_id, mqtt_username, password_hash, created_us,"
+        " broker_state, broker_state_us) VALUES (?,?,?,?,?,?,?) RETURNING sensor_pk",
+        (sensor_id, household_id, mqtt_username, password_hash, now_us, broker_state, now_us),
     ) as cur:
         row = await cur.fetchone()
     assert row is not None
@@ -85,13 +87,107 @@ async def list_household_sensors(conn: aiosqlite.Connection, household_id: str) 
 
 
 async def retire_sensor(conn: aiosqlite.Connection, sensor_id: str, now_us: int) -> bool:
-    """Mark retired; False when it already was."""
+    """Mark retired, its broker client `deleting`; False when it already was retired."""
     cur = await conn.execute(
         "UPDATE sensors SET retired_us = ?, status = 'retired', status_reason = 'retired',"
-        " status_us = ? WHERE sensor_id = ? AND retired_us IS NULL",
-        (now_us, now_us, sensor_id),
+        " status_us = ?, broker_state = 'deleting', broker_state_us = ?"
+        " WHERE sensor_id = ? AND retired_us IS NULL",
+        (now_us, now_us, now_us, sensor_id),
     )
     return cur.rowcount > 0
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerState:
+    household_id: str
+    broker_state: str
+    broker_state_us: int | None
+
+
+async def get_broker_state(conn: aiosqlite.Connection, sensor_id: str) -> BrokerState | None:
+    async with conn.execute(
+        "SELECT household_id, broker_state, broker_state_us FROM sensors WHERE sensor_id = ?",
+        (sensor_id,),
+    ) as cur:
+        row = await cur.fetchone()
+    return None if row is None else BrokerState(row[0], row[1], row[2])
+
+
+async def renew_pending(
+    conn: aiosqlite.Connection, sensor_id: str, password_hash: str, now_us: int
+) -> bool:
+    """A retried provisioning takes over a `pending` sensor: new password, fresh age (so the
+    sweep leaves it alone while the retry runs). False when it is no longer pending."""
+    cur = await conn.execute(
+        "UPDATE sensors SET password_hash = ?, broker_state_us = ?"
+        " WHERE sensor_id = ? AND broker_state = 'pending'",
+        (password_hash, now_us, sensor_id),
+    )
+    return cur.rowcount > 0
+
+
+async def set_broker_state(
+    conn: aiosqlite.Connection, sensor_id: str, from_state: str, to_state: str, now_us: int
+) -> bool:
+    """Move `from_state` → `to_state`; False when the sensor was not in `from_state`."""
+    cur = await conn.execute(
+        "UPDATE sensors SET broker_state = ?, broker_state_us = ?"
+        " WHERE sensor_id = ? AND broker_state = ?",
+        (to_state, now_us, sensor_id, from_state),
+    )
+    return cur.rowcount > 0
+
+
+async def remove_pending(conn: aiosqlite.Connection, sensor_id: str) -> bool:
+    """Forget a sensor whose provisioning never completed (its password was never handed
+    out, so it has no events); False when it is not pending."""
+    cur = await conn.execute(
+        "DELETE FROM sensors WHERE sensor_id = ? AND broker_state = 'pending'", (sensor_id,)
+    )
+    return cur.rowcount > 0
+
+
+async def abandon_pending(
+    conn: aiosqlite.Connection, sensor_id: str, pending_before_us: int, now_us: int
+) -> bool:
+    """The sweep gives up on a provisioning nobody completed: a sensor still `pending` since
+    before `pending_before_us` is retired (reason `provisioning_abandoned`) with its broker
+    client `deleting`. Decided in this one statement, so a retry that renewed the row first
+    keeps it, and a retry after this finds it retired (409)."""
+    cur = await conn.execute(
+        "UPDATE sensors SET retired_us = ?, status = 'retired',"
+        " status_reason = 'provisioning_abandoned', status_us = ?,"
+        " broker_state = 'deleting', broker_state_us = ?"
+        " WHERE sensor_id = ? AND broker_state = 'pending'"
+        " AND COALESCE(broker_state_us, created_us) < ?",
+        (now_us, now_us, now_us, sensor_id, pending_before_us),
+    )
+    return cur.rowcount > 0
+
+
+async def household_deleting(conn: aiosqlite.Connection, household_id: str) -> list[str]:
+    """The household's retired sensors whose broker client is not confirmed deleted."""
+    async with conn.execute(
+        "SELECT sensor_id FROM sensors WHERE household_id = ? AND broker_state = 'deleting'"
+        " ORDER BY sensor_pk",
+        (household_id,),
+    ) as cur:
+        return [r[0] for r in await cur.fetchall()]
+
+
+async def broker_work(
+    conn: aiosqlite.Connection, pending_before_us: int
+) -> tuple[list[str], list[str]]:
+    """What the sweep completes: sensors `pending` since before `pending_before_us`, and
+    retired sensors whose broker client is not confirmed deleted."""
+    async with conn.execute(
+        "SELECT sensor_id, broker_state FROM sensors WHERE (broker_state = 'pending'"
+        " AND COALESCE(broker_state_us, created_us) < ?) OR broker_state = 'deleting'"
+        " ORDER BY sensor_pk",
+        (pending_before_us,),
+    ) as cur:
+        rows = [(r[0], r[1]) for r in await cur.fetchall()]
+    return [s for s, st in rows if st == "pending"], [s for s, st in rows if st == "deleting"]
 
 
 async def count_sensors_by_status(conn: aiosqlite.Connection) -> dict[str, int]:
