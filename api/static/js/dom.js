@@ -1,5 +1,5 @@
 // DOM helpers: build elements without innerHTML (no injection from API data).
-import { locale } from "./i18n.js";
+import { locale, t } from "./i18n.js";
 
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -96,4 +96,26 @@ export function debounce(fn, ms) {
     clearTimeout(timer);
     timer = setTimeout(() => fn(...args), ms);
   };
+}
+
+/** "3분 전" / "3 min ago" for an RFC 3339 timestamp, in the current language. */
+export function fmtAgo(iso, now = Date.now()) {
+  const at = Date.parse(iso);
+  if (Number.isNaN(at)) return "—";
+  const s = Math.max(0, Math.round((now - at) / 1000));
+  if (s < 10) return t("ago_now");
+  const rtf = new Intl.RelativeTimeFormat(locale(), { style: "short", numeric: "always" });
+  if (s < 60) return rtf.format(-s, "second");
+  if (s < 3600) return rtf.format(-Math.floor(s / 60), "minute");
+  if (s < 86400) return rtf.format(-Math.floor(s / 3600), "hour");
+  return rtf.format(-Math.floor(s / 86400), "day");
+}
+
+/** A countdown as m:ss (h:mm:ss past an hour). */
+export function fmtCountdown(ms) {
+  const s = Math.max(0, Math.ceil(ms / 1000));
+  const hh = Math.floor(s / 3600);
+  const mm = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, "0");
+  return hh ? `${hh}:${String(mm).padStart(2, "0")}:${ss}` : `${mm}:${ss}`;
 }
