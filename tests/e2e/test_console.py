@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from core.district import generate_district_geojson
 from simulator.device import VirtualSensor
-from tests.harness import ROOT, Stack
+from tests.harness import ROOT, Stack, free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
@@ -50,6 +50,7 @@ def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ANSIM_ESCALATION_DELAY_S="600",
         ANSIM_RULES_TICK_MS="200",
         ANSIM_NOTIFY_BACKOFF_MAX_S="1",
+        ANSIM_NOTIFY_GIVE_UP_S="3",  # a webhook that never answers is failed after 3 s
     )
     s.start()
     try:
@@ -413,7 +414,7 @@ def test_queue_puts_help_and_intrusion_above_maintenance_and_counts_in_title(
         r = api.post(f"/api/v1/alerts/{tamper_id}/answer", json={"answer": "help"})
         assert r.status_code == 200, r.text
     expect(tamper).to_have_attribute("data-help", "true", timeout=WAIT_MS)
-    expect(tamper.get_by_test_id("help-badge")).to_have_text("🆘 도움 요청")
+    expect(tamper.get_by_test_id("help-badge")).to_have_text("도움 요청")
     expect(tamper.get_by_test_id("alert-answer")).to_have_attribute("data-answer", "help")
     expect(tamper.get_by_test_id("alert-escalated")).to_be_visible()
 
@@ -453,11 +454,44 @@ def test_queue_puts_help_and_intrusion_above_maintenance_and_counts_in_title(
     shot(page, "09-queue-order")
 
     page.get_by_role("button", name="English").click()
-    expect(tamper.get_by_test_id("help-badge")).to_have_text("🆘 HELP REQUESTED")
+    expect(tamper.get_by_test_id("help-badge")).to_have_text("HELP REQUESTED")
     expect(intrusion.get_by_test_id("alert-ago")).to_have_text(re.compile(r"\d+ (sec|min) ago"))
     expect(page).to_have_title(f"({before - 1}) Ansim Door")
     shot(page, "10-queue-order-en")
     page.get_by_role("button", name="한국어").click()
+    page.close()
+
+
+def test_failed_delivery_is_a_red_warning_on_the_alert(
+    console_stack: Stack, browser: Browser, sensors: list[VirtualSensor]
+) -> None:
+    """The household's webhook points at a port where nothing listens: every attempt is
+    refused, the notifier gives up, and the alert says so in red."""
+    stack = console_stack
+    dead_hook = f"http://127.0.0.1:{free_port()}/hook"
+    with stack.api() as api:
+        features = api.get("/api/v1/segments").json()["features"]
+        at = {}
+        if features:
+            lon, lat = features[0]["geometry"]["coordinates"][0][:2]
+            at = {"lat": lat, "lon": lon}
+        household = stack.enrol(api, name="윤하늘", webhook_url=dead_hook, **at)
+        provisioned = stack.provision(api, household["household_id"])
+    sensor = start_sensor(stack, provisioned["sensor_id"], provisioned["mqtt"]["password"], sensors)
+    page = browser.new_page(viewport={"width": 1280, "height": 860})
+    sign_in(page, stack, stack.operator_token)
+    publish(sensor, "tamper")
+    row = page.get_by_test_id("alert-row").filter(has_text="윤하늘")
+    expect(row).to_have_attribute("data-kind", "tamper", timeout=WAIT_MS)
+    warning = row.get_by_test_id("delivery-failed")
+    expect(warning).to_be_visible(timeout=30_000)
+    expect(warning).to_have_text(re.compile(r"알림 발송 실패 \d+건"))
+    colour = warning.evaluate("el => getComputedStyle(el).backgroundColor")
+    assert colour == "rgb(192, 38, 45)", colour  # --danger
+    with stack.api() as api:
+        notes = api.get(f"/api/v1/alerts/{row.get_attribute('data-alert-id')}/notifications")
+    assert any(n["state"] == "failed" for n in notes.json()["data"]), notes.text
+    shot(page, "12-delivery-failed")
     page.close()
 
 

@@ -42,6 +42,8 @@ const ICONS = {
   home: "M3 11.5 12 4l9 7.5 M5.5 10v10h13V10 M10 20v-5h4v5",
   night: "M20 14.5A8 8 0 0 1 9.5 4a8 8 0 1 0 10.5 10.5z",
   away: "M6 21V4.5A1.5 1.5 0 0 1 7.5 3h9A1.5 1.5 0 0 1 18 4.5V21 M3 21h18 M14.5 12.5h.01",
+  bell: "M6 16V11a6 6 0 0 1 12 0v5l2 2H4z M10 21h4 M12 2v2",
+  warning: "M12 3 2 21h20z M12 10v5 M12 18h.01",
 };
 
 /** A small stroked line icon (no icon font, no emoji font needed). */

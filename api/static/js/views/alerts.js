@@ -2,7 +2,7 @@
 // maintenance apart), live from the console-wide feed, with acknowledge/escalate/resolve.
 import { api } from "../api.js";
 import { feed, isHelp, MAINTENANCE_KINDS, notifyEnabled, queueOrder, setNotify, setSound, soundEnabled } from "../feed.js";
-import { fill, fmtAgo, fmtCountdown, fmtTime, h, toast } from "../dom.js";
+import { fill, fmtAgo, fmtCountdown, fmtTime, h, icon, toast } from "../dom.js";
 import { t } from "../i18n.js";
 import { escalatedBadge, kindLabel, stateBadge } from "./alertcommon.js";
 
@@ -138,7 +138,7 @@ export function mount(host) {
 
   function deliveries(x) {
     if (!x) return null;
-    if (x.failed) return h("p", { class: "delivery-warning", role: "alert", "data-testid": "delivery-failed" }, `⚠ ${t("delivery_failed", { n: x.failed })}`);
+    if (x.failed) return h("p", { class: "delivery-warning", role: "alert", "data-testid": "delivery-failed" }, icon("warning", 16), t("delivery_failed", { n: x.failed }));
     if (x.retrying) return h("p", { class: "warn small", "data-testid": "delivery-retrying" }, t("delivery_retrying"));
     return null;
   }
@@ -158,7 +158,7 @@ export function mount(host) {
       h(
         "div",
         { class: "alert-main" },
-        help ? h("div", { class: "help-badge", "data-testid": "help-badge" }, h("span", { "aria-hidden": "true" }, "🆘 "), t("help_badge")) : null,
+        help ? h("div", { class: "help-badge", "data-testid": "help-badge" }, icon("bell", 18), t("help_badge")) : null,
         h("div", { class: "alert-kind" }, h("span", { class: `kind-dot kind-${a.kind}`, "aria-hidden": "true" }), kindLabel(a.kind), a.repeats > 1 ? h("span", { class: "muted small" }, ` ×${a.repeats}`) : null),
         h("div", { class: "alert-meta" }, stateBadge(a), escalation(a), answer(x)),
         h(
