@@ -379,14 +379,20 @@ def test_queue_puts_help_and_intrusion_above_maintenance_and_counts_in_title(
     console_stack: Stack, browser: Browser, sensors: list[VirtualSensor]
 ) -> None:
     stack = console_stack
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, permissions=["notifications"]
+    )
+    page = context.new_page()
     sign_in(page, stack, stack.operator_token)
     expect(page.get_by_test_id("live-status")).to_have_attribute(
         "data-state", "live", timeout=WAIT_MS
     )
+    assert page.evaluate("window.ansimAttention") == {"beeps": 0, "notifications": 0}
     page.get_by_label("새 긴급 알림 소리").check()  # a user gesture: the beep may play
     beeps = page.evaluate("window.ansimAttention.beeps")
     assert beeps == 1  # the toggle's own test beep
+    page.get_by_label("데스크톱 알림").check()
+    expect(page.get_by_label("데스크톱 알림")).to_be_checked()
 
     # maintenance first in time: a low battery ...
     _low, low_sensor = enrolled_sensor(stack, "박서연", sensors, battery=12)
@@ -446,6 +452,7 @@ def test_queue_puts_help_and_intrusion_above_maintenance_and_counts_in_title(
     # attention: the tab title counts open urgent alerts; new urgent ones beeped
     expect(page).to_have_title(f"({open_urgent(stack)}) 안심 도어", timeout=WAIT_MS)
     assert page.evaluate("window.ansimAttention.beeps") >= beeps + 3  # intrusion, tamper, help
+    assert page.evaluate("window.ansimAttention.notifications") >= 3
     before = open_urgent(stack)
     intrusion.get_by_role("button", name="확인", exact=True).click()
     expect(intrusion).to_have_attribute("data-state", "acknowledged")
@@ -459,7 +466,7 @@ def test_queue_puts_help_and_intrusion_above_maintenance_and_counts_in_title(
     expect(page).to_have_title(f"({before - 1}) Ansim Door")
     shot(page, "10-queue-order-en")
     page.get_by_role("button", name="한국어").click()
-    page.close()
+    context.close()
 
 
 def test_failed_delivery_is_a_red_warning_on_the_alert(
