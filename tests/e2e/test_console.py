@@ -607,6 +607,7 @@ def test_live_indicator_tells_when_the_stream_goes_silent(
     sign_in(page, stack, stack.operator_token)
     live = page.get_by_test_id("live-status")
     expect(live).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+    expect(page.get_by_test_id("alerts-view")).to_have_attribute("data-loaded", "true")
     api_proc = stack.procs["api"]
     api_proc.send_signal(signal.SIGSTOP)
     stopped = time.monotonic()
@@ -614,6 +615,7 @@ def test_live_indicator_tells_when_the_stream_goes_silent(
         expect(live).to_have_attribute("data-state", "lost", timeout=45_000)
         silent_s = time.monotonic() - stopped
         expect(live).to_have_text("연결 끊김 — 재연결 중…")
+        expect(page.get_by_test_id("queue-stale")).to_be_visible()
         shot(page, "11-connection-lost")
     finally:
         api_proc.send_signal(signal.SIGCONT)
@@ -621,4 +623,5 @@ def test_live_indicator_tells_when_the_stream_goes_silent(
     assert 15 <= silent_s <= 40, silent_s
     expect(live).to_have_attribute("data-state", "live", timeout=40_000)
     expect(live).to_have_text("실시간 연결됨")
+    expect(page.get_by_test_id("queue-stale")).to_have_count(0)
     page.close()

@@ -15,7 +15,7 @@ export function mount(host) {
   let expanded = null; // alert_id whose details are open
   let scheduled = false;
 
-  const root = h("section", { class: "card", "aria-labelledby": "alerts-title" });
+  const root = h("section", { class: "card", "aria-labelledby": "alerts-title", "data-testid": "alerts-view" });
   host.append(root);
 
   const unsubscribe = alerts.subscribe((what) => {
@@ -64,6 +64,8 @@ export function mount(host) {
   }
 
   function renderLive() {
+    const shown = root.querySelector("[data-testid=queue-stale]") !== null;
+    if (shown !== (alerts.status === "lost")) return render();
     const old = root.querySelector("[data-testid=live-status]");
     if (old) old.replaceWith(liveBadge());
   }
@@ -202,6 +204,7 @@ export function mount(host) {
     const items = alerts.list.items(filter).sort(queueOrder(alerts.extras));
     const urgent = items.filter((a) => !MAINTENANCE_KINDS.has(a.kind));
     const maintenance = items.filter((a) => MAINTENANCE_KINDS.has(a.kind));
+    root.dataset.loaded = alerts.loaded ? "true" : "false";
     fill(
       root,
       h("div", { class: "card-head" }, h("h2", { id: "alerts-title" }, t("nav_alerts")), liveBadge()),
@@ -225,7 +228,12 @@ export function mount(host) {
           }
         }),
       ),
-      items.length ? null : h("p", { class: "empty", "data-testid": "alert-queue-empty" }, t("empty_alerts")),
+      alerts.status === "lost" ? h("p", { class: "stale-warning", role: "alert", "data-testid": "queue-stale" }, icon("warning", 16), t("queue_stale")) : null,
+      !alerts.loaded
+        ? h("p", { class: "empty", "data-testid": "alert-queue-loading" }, t("loading"))
+        : items.length
+          ? null
+          : h("p", { class: "empty", "data-testid": "alert-queue-empty" }, t("empty_alerts")),
       urgent.length
         ? [h("h3", { class: "queue-head", id: "queue-urgent" }, t("section_urgent"), ` (${urgent.length})`), h("ul", { class: "alert-list", "data-testid": "alert-queue", "aria-labelledby": "queue-urgent" }, urgent.map(row))]
         : null,
