@@ -138,7 +138,7 @@ export class AlertFeed {
       },
       onOpen: () => this.load(),
     });
-    this.timer = setInterval(() => this.recheck(), 5000);
+    this.timer = setInterval(() => this.recheck(), 2000);
     this.offLang = onLangChange(() => this.updateTitle());
   }
 
@@ -229,7 +229,9 @@ export class AlertFeed {
       if (!x || a.state === "resolved") continue;
       // deliveries still under way (or none yet on a young alert): look again
       const young = now - Date.parse(a.created_at) < 120_000;
-      if ((x.pending || (young && x.notes.length === 0)) && now - x.checked > 4000) this.enqueue(a.alert_id);
+      // look again sooner at first, then less often (a dead webhook retries for hours)
+      const every = Math.min(30_000, 4000 * 1.5 ** x.checks);
+      if ((x.pending || (young && x.notes.length === 0)) && now - x.checked > every) this.enqueue(a.alert_id);
     }
   }
 
@@ -254,7 +256,8 @@ export class AlertFeed {
       const path = `/api/v1/alerts/${encodeURIComponent(id)}`;
       const [detail, notes] = await Promise.all([api(path), api(`${path}/notifications`)]);
       const before = this.extras.get(id);
-      const x = { ...summarise(detail, notes.data), key: detail.updated_at, checked: Date.now() };
+      const checks = before && before.key === detail.updated_at ? before.checks + 1 : 0;
+      const x = { ...summarise(detail, notes.data), key: detail.updated_at, checked: Date.now(), checks };
       this.extras.set(id, x);
       const alert = this.list.byId.get(id);
       if (alert && (alert.updated_at || "") < (detail.updated_at || "")) this.list.upsert({ ...detail, history: undefined, detail: undefined });
