@@ -162,7 +162,7 @@ export function mount(host) {
         { class: "alert-main" },
         help ? h("div", { class: "help-badge", "data-testid": "help-badge" }, icon("bell", 18), t("help_badge")) : null,
         h("div", { class: "alert-kind" }, h("span", { class: `kind-dot kind-${a.kind}`, "aria-hidden": "true" }), kindLabel(a.kind), a.repeats > 1 ? h("span", { class: "muted small" }, ` ×${a.repeats}`) : null),
-        h("div", { class: "alert-meta" }, stateBadge(a), escalation(a), answer(x)),
+        h("div", { class: "alert-meta" }, stateBadge(a), escalation(a), MAINTENANCE_KINDS.has(a.kind) ? null : answer(x)),
         h(
           "div",
           { class: "alert-where small" },
