@@ -90,51 +90,76 @@ export function parseSse(buffer, emit) {
   return rest;
 }
 
+// The server writes ": keep-alive" after this many idle seconds (api/routes/alerts.py).
+export const KEEPALIVE_S = 15;
+const SILENCE_MS = 2 * KEEPALIVE_S * 1000; // nothing at all for this long: the link is dead
+const CONNECT_MS = 10_000; // no response headers within this: give up and retry
+const BACKOFF_MAX_MS = 15_000;
+
 /**
  * Follow GET /api/v1/alerts/stream: onAlert(alert) for each change, onStatus("live" |
- * "reconnecting") as the connection comes and goes. Reconnects with Last-Event-ID so
- * nothing is missed. Returns a stop() function.
+ * "lost") as the connection comes and goes. "live" only while bytes arrive: when nothing
+ * (event or keep-alive) came for 2x the keep-alive interval the connection is dropped and
+ * reported lost, then reopened with backoff and Last-Event-ID so nothing is missed.
+ * Returns a stop() function.
  */
 export function streamAlerts({ onAlert, onStatus, onOpen }) {
   const controller = new AbortController();
   let lastId = null;
   let retryMs = 2000;
+  let failures = 0;
 
   async function connectOnce() {
-    const headers = { Accept: "text/event-stream", Authorization: `Bearer ${getToken()}` };
-    if (lastId) headers["Last-Event-ID"] = lastId;
-    const res = await fetch("/api/v1/alerts/stream", {
-      headers,
-      signal: controller.signal,
-      cache: "no-store",
-    });
-    if (res.status === 401) {
-      onUnauthorized();
-      throw new ApiError(401, "unauthorized");
-    }
-    if (!res.ok || !res.body) throw new ApiError(res.status, "stream refused");
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
+    const conn = new AbortController();
+    const abortAll = () => conn.abort();
+    controller.signal.addEventListener("abort", abortAll);
+    let lastByte = Date.now();
     let opened = false;
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      if (!opened) {
-        opened = true;
-        onStatus?.("live");
-        onOpen?.();
-      }
-      buffer = parseSse(buffer + value, (ev) => {
-        if (ev.retry !== null) retryMs = ev.retry;
-        if (ev.id !== null) lastId = ev.id;
-        if (ev.event === "alert" && ev.hasData) {
-          try {
-            onAlert(JSON.parse(ev.data));
-          } catch (err) {
-            console.warn("bad alert event", err);
-          }
-        }
+    const watchdog = setInterval(() => {
+      const limit = opened ? SILENCE_MS : CONNECT_MS;
+      if (Date.now() - lastByte > limit) conn.abort();
+    }, 1000);
+    try {
+      const headers = { Accept: "text/event-stream", Authorization: `Bearer ${getToken()}` };
+      if (lastId) headers["Last-Event-ID"] = lastId;
+      const res = await fetch("/api/v1/alerts/stream", {
+        headers,
+        signal: conn.signal,
+        cache: "no-store",
       });
+      if (res.status === 401) {
+        onUnauthorized();
+        throw new ApiError(401, "unauthorized");
+      }
+      if (!res.ok || !res.body) throw new ApiError(res.status, "stream refused");
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      lastByte = Date.now();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        lastByte = Date.now();
+        if (!opened) {
+          opened = true;
+          failures = 0;
+          onStatus?.("live");
+          onOpen?.();
+        }
+        buffer = parseSse(buffer + value, (ev) => {
+          if (ev.retry !== null) retryMs = ev.retry;
+          if (ev.id !== null) lastId = ev.id;
+          if (ev.event === "alert" && ev.hasData) {
+            try {
+              onAlert(JSON.parse(ev.data));
+            } catch (err) {
+              console.warn("bad alert event", err);
+            }
+          }
+        });
+      }
+    } finally {
+      clearInterval(watchdog);
+      controller.signal.removeEventListener("abort", abortAll);
     }
   }
 
@@ -147,8 +172,10 @@ export function streamAlerts({ onAlert, onStatus, onOpen }) {
         if (err instanceof ApiError && err.status === 401) return;
       }
       if (controller.signal.aborted) return;
-      onStatus?.("reconnecting");
-      await new Promise((r) => setTimeout(r, retryMs));
+      onStatus?.("lost");
+      const wait = Math.min(retryMs * 2 ** failures, BACKOFF_MAX_MS);
+      failures += 1;
+      await new Promise((r) => setTimeout(r, wait));
     }
   })();
 

@@ -2,6 +2,7 @@
 import { api, ApiError, getToken, setToken, setUnauthorizedHandler } from "./api.js";
 import { applyStatic, getLang, onLangChange, setLang, t } from "./i18n.js";
 import { clear } from "./dom.js";
+import { feed, startFeed, stopFeed } from "./feed.js";
 
 const OPERATOR_VIEWS = {
   alerts: () => import("./views/alerts.js"),
@@ -30,6 +31,7 @@ async function signIn(token) {
 }
 
 function signOut() {
+  stopFeed();
   active?.view.destroy?.();
   active = null;
   me = null;
@@ -68,6 +70,7 @@ async function route() {
   }
   $("resident").hidden = true;
   $("operator").hidden = false;
+  if (!feed()) startFeed(); // alerts are heard (title, sound) on every operator page
   const name = location.hash.slice(1) in OPERATOR_VIEWS ? location.hash.slice(1) : "alerts";
   for (const a of document.querySelectorAll(".tabs a")) {
     if (a.dataset.view === name) a.setAttribute("aria-current", "page");
@@ -94,6 +97,7 @@ function boot() {
   $("sign-out").addEventListener("click", signOut);
   setUnauthorizedHandler(() => {
     if (me) {
+      stopFeed();
       active?.view.destroy?.();
       active = null;
       me = null;

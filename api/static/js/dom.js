@@ -1,5 +1,5 @@
 // DOM helpers: build elements without innerHTML (no injection from API data).
-import { locale } from "./i18n.js";
+import { locale, t } from "./i18n.js";
 
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -42,6 +42,8 @@ const ICONS = {
   home: "M3 11.5 12 4l9 7.5 M5.5 10v10h13V10 M10 20v-5h4v5",
   night: "M20 14.5A8 8 0 0 1 9.5 4a8 8 0 1 0 10.5 10.5z",
   away: "M6 21V4.5A1.5 1.5 0 0 1 7.5 3h9A1.5 1.5 0 0 1 18 4.5V21 M3 21h18 M14.5 12.5h.01",
+  bell: "M6 16V11a6 6 0 0 1 12 0v5l2 2H4z M10 21h4 M12 2v2",
+  warning: "M12 3 2 21h20z M12 10v5 M12 18h.01",
 };
 
 /** A small stroked line icon (no icon font, no emoji font needed). */
@@ -96,4 +98,26 @@ export function debounce(fn, ms) {
     clearTimeout(timer);
     timer = setTimeout(() => fn(...args), ms);
   };
+}
+
+/** "3분 전" / "3 min ago" for an RFC 3339 timestamp, in the current language. */
+export function fmtAgo(iso, now = Date.now()) {
+  const at = Date.parse(iso);
+  if (Number.isNaN(at)) return "—";
+  const s = Math.max(0, Math.round((now - at) / 1000));
+  if (s < 10) return t("ago_now");
+  const rtf = new Intl.RelativeTimeFormat(locale(), { style: "short", numeric: "always" });
+  if (s < 60) return rtf.format(-s, "second");
+  if (s < 3600) return rtf.format(-Math.floor(s / 60), "minute");
+  if (s < 86400) return rtf.format(-Math.floor(s / 3600), "hour");
+  return rtf.format(-Math.floor(s / 86400), "day");
+}
+
+/** A countdown as m:ss (h:mm:ss past an hour). */
+export function fmtCountdown(ms) {
+  const s = Math.max(0, Math.ceil(ms / 1000));
+  const hh = Math.floor(s / 3600);
+  const mm = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, "0");
+  return hh ? `${hh}:${String(mm).padStart(2, "0")}:${ss}` : `${mm}:${ss}`;
 }

@@ -1,13 +1,17 @@
 // A hand-written canvas map of GeoJSON LineStrings: no tiles, no library.
 // Equirectangular projection around the view centre (fine at district scale).
 
+// A diverging blue → grey → amber → dark red scale that stays apart for protan, deutan and
+// tritan vision (CIELAB ΔE ≥ 29 between any two grades, simulated) and has a contrast of at
+// least 3.3:1 against the map background #f4f1ea for every grade (WCAG non-text contrast).
 export const GRADE_COLOURS = {
-  1: "#1a9850",
-  2: "#7fbf3f",
-  3: "#e6b800",
-  4: "#f07c2a",
-  5: "#d7191c",
+  1: "#1f3a93",
+  2: "#2f8ac4",
+  3: "#857f70",
+  4: "#b87400",
+  5: "#8a0010",
 };
+export const MAP_BACKGROUND = "#f4f1ea";
 
 const MIN_K = 200; // px per degree of latitude (~ whole Seoul)
 const MAX_K = 5_000_000; // ~ 45 px per metre
@@ -124,7 +128,7 @@ export class SegmentMap {
   _draw() {
     const { ctx, width, height } = this;
     ctx.clearRect(0, 0, width, height);
-    ctx.fillStyle = "#f4f1ea";
+    ctx.fillStyle = MAP_BACKGROUND;
     ctx.fillRect(0, 0, width, height);
     const pxPerMetre = this.view.k / 111_320;
     ctx.lineCap = "round";

@@ -1,50 +1,47 @@
-// Operator: the alert queue, live over the SSE stream, with acknowledge/escalate/resolve.
-import { api, query, streamAlerts } from "../api.js";
-import { fill, fmtTime, h, toast } from "../dom.js";
+// Operator: the alert queue, ordered by what matters (help and intrusions on top,
+// maintenance apart), live from the console-wide feed, with acknowledge/escalate/resolve.
+import { api } from "../api.js";
+import { feed, isHelp, MAINTENANCE_KINDS, notifyEnabled, queueOrder, setNotify, setSound, soundEnabled } from "../feed.js";
+import { fill, fmtAgo, fmtCountdown, fmtTime, h, icon, toast } from "../dom.js";
 import { t } from "../i18n.js";
-import { AlertList, escalatedBadge, kindLabel, stateBadge } from "./alertcommon.js";
+import { escalatedBadge, kindLabel, stateBadge } from "./alertcommon.js";
 
 const KINDS = ["intrusion", "night_opening", "door_left_open", "tamper", "sensor_offline", "battery_low"];
 const STATES = ["open", "acknowledged", "resolved"];
 
 export function mount(host) {
-  const list = new AlertList(300);
+  const alerts = feed();
   const filters = { state: "active", kind: "" };
-  let live = "connecting";
   let expanded = null; // alert_id whose details are open
-  let detailCache = new Map();
-  const flash = new Set();
+  let scheduled = false;
 
-  const root = h("section", { class: "card", "aria-labelledby": "alerts-title" });
+  const root = h("section", { class: "card", "aria-labelledby": "alerts-title", "data-testid": "alerts-view" });
   host.append(root);
 
-  async function load() {
-    try {
-      const page = await api(`/api/v1/alerts${query({ limit: 200, kind: filters.kind })}`);
-      // stream changes that arrived meanwhile win over the page (they are newer)
-      const merged = new Map(page.data.map((a) => [a.alert_id, a]));
-      for (const [id, a] of list.byId) if (!merged.has(id) || (a.updated_at || "") > (merged.get(id).updated_at || "")) merged.set(id, a);
-      list.setAll([...merged.values()]);
+  const unsubscribe = alerts.subscribe((what) => {
+    if (what === "status") renderLive();
+    else if (what === "error") toast(t("err_generic", { detail: "alerts" }), "error");
+    else schedule();
+  });
+
+  function schedule() {
+    if (scheduled) return;
+    scheduled = true;
+    setTimeout(() => {
+      scheduled = false;
       render();
-    } catch (err) {
-      toast(t("err_generic", { detail: err.message }), "error");
-    }
+    }, 30);
   }
 
-  const stop = streamAlerts({
-    onAlert(alert) {
-      list.upsert(alert);
-      flash.add(alert.alert_id);
-      detailCache.delete(alert.alert_id);
-      render();
-      if (expanded === alert.alert_id) loadDetails(alert.alert_id);
-    },
-    onStatus(s) {
-      live = s;
-      renderLive();
-    },
-    onOpen: load,
-  });
+  // "3분 전" and the escalation countdowns move on by themselves
+  const ticker = setInterval(() => {
+    const now = Date.now();
+    for (const el of root.querySelectorAll("[data-ago]")) el.textContent = fmtAgo(el.dataset.ago, now);
+    for (const el of root.querySelectorAll("[data-due]")) {
+      const left = Date.parse(el.dataset.due) - now;
+      el.textContent = left > 0 ? t("escalates_in", { time: fmtCountdown(left) }) : t("escalation_due");
+    }
+  }, 1000);
 
   async function act(alert, action) {
     const path = `/api/v1/alerts/${encodeURIComponent(alert.alert_id)}`;
@@ -53,34 +50,22 @@ export function mount(host) {
       if (action === "ack") updated = await api(`${path}/ack`, { method: "POST" });
       else if (action === "escalate") updated = await api(`${path}/escalate`, { method: "POST" });
       else updated = await api(`${path}/resolve`, { method: "POST", body: { resolution: action } });
-      list.upsert(updated);
-      detailCache.delete(alert.alert_id);
-      render();
+      alerts.upsert(updated);
     } catch (err) {
       toast(t("err_generic", { detail: err.message }), "error");
-      load();
-    }
-  }
-
-  async function loadDetails(id) {
-    try {
-      const [detail, notes] = await Promise.all([
-        api(`/api/v1/alerts/${encodeURIComponent(id)}`),
-        api(`/api/v1/alerts/${encodeURIComponent(id)}/notifications`),
-      ]);
-      detailCache.set(id, { detail, notes: notes.data });
-      render();
-    } catch (err) {
-      toast(t("err_generic", { detail: err.message }), "error");
+      alerts.load();
     }
   }
 
   function liveBadge() {
+    const live = alerts.status;
     const label = live === "live" ? t("live_on") : live === "connecting" ? t("live_connecting") : t("live_off");
     return h("span", { class: `live live-${live}`, "data-testid": "live-status", dataset: { state: live }, role: "status" }, h("span", { class: "dot", "aria-hidden": "true" }), label);
   }
 
   function renderLive() {
+    const shown = root.querySelector("[data-testid=queue-stale]") !== null;
+    if (shown !== (alerts.status === "lost")) return render();
     const old = root.querySelector("[data-testid=live-status]");
     if (old) old.replaceWith(liveBadge());
   }
@@ -98,6 +83,15 @@ export function mount(host) {
     );
   }
 
+  function toggle(id, label, checked, onchange) {
+    return h(
+      "label",
+      { class: "field-inline toggle", for: id },
+      h("input", { id, type: "checkbox", checked, "data-testid": id, onchange: (e) => onchange(e.target) }),
+      h("span", {}, label),
+    );
+  }
+
   function actions(a) {
     if (a.state === "resolved") return h("div", { class: "actions" }, a.resolved_by ? h("span", { class: "muted small" }, a.resolved_by) : null);
     return h(
@@ -111,34 +105,74 @@ export function mount(host) {
   }
 
   function details(a) {
-    const cached = detailCache.get(a.alert_id);
-    if (!cached) return h("div", { class: "details muted" }, t("loading"));
-    const { detail, notes } = cached;
+    const x = alerts.extra(a.alert_id);
+    if (!x) return h("div", { class: "details muted" }, t("loading"));
+    const { detail, notes, history } = x;
     return h(
       "div",
       { class: "details", "data-testid": "alert-details" },
       h("p", {}, h("strong", {}, `${t("alert_reason")}: `), detail.reason),
       h("h4", {}, t("history")),
-      h("ol", { class: "timeline" }, (detail.history || []).map((x) => h("li", {}, `${fmtTime(x.at)} · ${x.action} ${x.from_state ? `${x.from_state}→` : ""}${x.to_state || ""} · ${x.actor || ""}`))),
+      h("ol", { class: "timeline" }, history.map((e) => h("li", {}, `${fmtTime(e.at)} · ${e.action} ${e.from_state ? `${e.from_state}→` : ""}${e.to_state || ""} · ${e.actor || ""}`))),
       h("h4", {}, t("notifications")),
       notes.length
-        ? h("ul", { class: "plain" }, notes.map((n) => h("li", {}, `${n.recipient} · ${n.state} · ${n.attempts}× · ${fmtTime(n.delivered_at || n.created_at)}${n.last_error ? ` · ${n.last_error}` : ""}`)))
+        ? h("ul", { class: "plain" }, notes.map((n) => h("li", { class: n.state === "failed" ? "delivery-failed" : "" }, `${n.recipient} · ${n.state} · ${n.attempts}× · ${fmtTime(n.delivered_at || n.created_at)}${n.last_error ? ` · ${n.last_error}` : ""}`)))
         : h("p", { class: "muted" }, t("none")),
     );
   }
 
+  function escalation(a) {
+    if (a.escalated) return escalatedBadge(a);
+    if (a.state === "resolved") return null;
+    const due = a.escalate_due_at; // shown when the API gives the automatic escalation time
+    if (due) {
+      const left = Date.parse(due) - Date.now();
+      return h("span", { class: "badge badge-countdown", "data-testid": "alert-countdown", dataset: { due } }, left > 0 ? t("escalates_in", { time: fmtCountdown(left) }) : t("escalation_due"));
+    }
+    return h("span", { class: "badge badge-quiet", "data-testid": "alert-not-escalated" }, t("not_escalated"));
+  }
+
+  function answer(x) {
+    if (!x) return null;
+    if (!x.answer) return h("span", { class: "muted small", "data-testid": "alert-answer", dataset: { answer: "" } }, t("answered_none"));
+    return h("span", { class: `small answer-${x.answer}`, "data-testid": "alert-answer", dataset: { answer: x.answer } }, t("answered_yes", { what: t(`answer_${x.answer}`) }));
+  }
+
+  function deliveries(x) {
+    if (!x) return null;
+    if (x.failed) return h("p", { class: "delivery-warning", role: "alert", "data-testid": "delivery-failed" }, icon("warning", 16), t("delivery_failed", { n: x.failed }));
+    if (x.retrying) return h("p", { class: "warn small", "data-testid": "delivery-retrying" }, t("delivery_retrying"));
+    return null;
+  }
+
   function row(a) {
     const open = expanded === a.alert_id;
+    const x = alerts.extra(a.alert_id);
+    const help = isHelp(a, x);
+    const name = alerts.householdName(a.household_id);
     return h(
       "li",
-      { class: `alert-row kind-${a.kind} state-${a.state}${flash.has(a.alert_id) ? " flash" : ""}`, "data-testid": "alert-row", dataset: { alertId: a.alert_id, state: a.state, kind: a.kind } },
+      {
+        class: `alert-row kind-${a.kind} state-${a.state}${help ? " is-help" : ""}${x?.failed ? " has-failed" : ""}`,
+        "data-testid": "alert-row",
+        dataset: { alertId: a.alert_id, state: a.state, kind: a.kind, help: help ? "true" : "false" },
+      },
       h(
         "div",
         { class: "alert-main" },
+        help ? h("div", { class: "help-badge", "data-testid": "help-badge" }, icon("bell", 18), t("help_badge")) : null,
         h("div", { class: "alert-kind" }, h("span", { class: `kind-dot kind-${a.kind}`, "aria-hidden": "true" }), kindLabel(a.kind), a.repeats > 1 ? h("span", { class: "muted small" }, ` ×${a.repeats}`) : null),
-        h("div", { class: "alert-meta" }, stateBadge(a), escalatedBadge(a)),
-        h("div", { class: "alert-where small" }, h("span", { title: t("col_household") }, a.household_id), " · ", h("span", { title: t("col_sensor") }, a.sensor_id || "—")),
-        h("div", { class: "alert-time small" }, h("time", { datetime: a.event_ts }, fmtTime(a.event_ts))),
+        h("div", { class: "alert-meta" }, stateBadge(a), escalation(a), MAINTENANCE_KINDS.has(a.kind) ? null : answer(x)),
+        h(
+          "div",
+          { class: "alert-where small" },
+          h("strong", { "data-testid": "alert-household", title: t("col_household") }, name || a.household_id),
+          name ? h("span", { class: "muted" }, ` ${a.household_id}`) : null,
+          " · ",
+          h("span", { title: t("col_sensor") }, a.sensor_id || "—"),
+        ),
+        h("div", { class: "alert-time small" }, h("time", { datetime: a.event_ts, title: fmtTime(a.event_ts), "data-testid": "alert-ago", dataset: { ago: a.event_ts } }, fmtAgo(a.event_ts))),
+        deliveries(x),
       ),
       h(
         "div",
@@ -152,7 +186,7 @@ export function mount(host) {
             "aria-expanded": open ? "true" : "false",
             onclick: () => {
               expanded = open ? null : a.alert_id;
-              if (!open) loadDetails(a.alert_id);
+              if (!open) alerts.enqueue(a.alert_id);
               render();
             },
           },
@@ -167,14 +201,13 @@ export function mount(host) {
     const filter = (a) =>
       (filters.state === "" || (filters.state === "active" ? a.state !== "resolved" : a.state === filters.state)) &&
       (filters.kind === "" || a.kind === filters.kind);
-    const items = list.items(filter);
-    fill(root, 
-      h(
-        "div",
-        { class: "card-head" },
-        h("h2", { id: "alerts-title" }, t("nav_alerts")),
-        liveBadge(),
-      ),
+    const items = alerts.list.items(filter).sort(queueOrder(alerts.extras));
+    const urgent = items.filter((a) => !MAINTENANCE_KINDS.has(a.kind));
+    const maintenance = items.filter((a) => MAINTENANCE_KINDS.has(a.kind));
+    root.dataset.loaded = alerts.loaded ? "true" : "false";
+    fill(
+      root,
+      h("div", { class: "card-head" }, h("h2", { id: "alerts-title" }, t("nav_alerts")), liveBadge()),
       h(
         "div",
         { class: "toolbar" },
@@ -184,17 +217,38 @@ export function mount(host) {
         }),
         select(t("filter_kind"), "alert-filter-kind", filters.kind, [["", t("all")], ...KINDS.map((k) => [k, t(`kind_${k}`)])], (v) => {
           filters.kind = v;
-          load();
+          render();
         }),
-        h("button", { type: "button", class: "btn", onclick: load }, t("refresh")),
+        h("button", { type: "button", class: "btn", onclick: () => alerts.load() }, t("refresh")),
+        toggle("sound-toggle", t("settings_sound"), soundEnabled(), (el) => setSound(el.checked)),
+        toggle("notify-toggle", t("settings_notify"), notifyEnabled(), async (el) => {
+          if (!(await setNotify(el.checked))) {
+            el.checked = false;
+            toast(t("notify_denied"), "error");
+          }
+        }),
       ),
-      items.length
-        ? h("ul", { class: "alert-list", "data-testid": "alert-queue", "aria-label": t("nav_alerts") }, items.map(row))
-        : h("p", { class: "empty", "data-testid": "alert-queue-empty" }, t("empty_alerts")),
+      alerts.status === "lost" ? h("p", { class: "stale-warning", role: "alert", "data-testid": "queue-stale" }, icon("warning", 16), t("queue_stale")) : null,
+      !alerts.loaded
+        ? h("p", { class: "empty", "data-testid": "alert-queue-loading" }, t("loading"))
+        : items.length
+          ? null
+          : h("p", { class: "empty", "data-testid": "alert-queue-empty" }, t("empty_alerts")),
+      urgent.length
+        ? [h("h3", { class: "queue-head", id: "queue-urgent" }, t("section_urgent"), ` (${urgent.length})`), h("ul", { class: "alert-list", "data-testid": "alert-queue", "aria-labelledby": "queue-urgent" }, urgent.map(row))]
+        : null,
+      maintenance.length
+        ? [h("h3", { class: "queue-head", id: "queue-maintenance" }, t("section_maintenance"), ` (${maintenance.length})`), h("ul", { class: "alert-list maintenance", "data-testid": "maintenance-queue", "aria-labelledby": "queue-maintenance" }, maintenance.map(row))]
+        : null,
     );
-    setTimeout(() => flash.clear(), 0);
   }
 
   render();
-  return { destroy: stop, rerender: render };
+  return {
+    destroy() {
+      unsubscribe();
+      clearInterval(ticker);
+    },
+    rerender: render,
+  };
 }

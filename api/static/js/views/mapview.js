@@ -145,7 +145,14 @@ export function mount(host) {
     );
     fill(legend, 
       h("span", { class: "small" }, `${t("legend")}: `),
-      [1, 2, 3, 4, 5].map((g) => h("span", { class: "legend-item" }, h("span", { class: "swatch", style: `background:${GRADE_COLOURS[g]}`, "aria-hidden": "true" }), t("grade_n", { n: g }))),
+      [1, 2, 3, 4, 5].map((g) =>
+        h(
+          "span",
+          { class: "legend-item", "data-testid": "legend-item", dataset: { grade: g, colour: GRADE_COLOURS[g] } },
+          h("span", { class: "swatch", style: `background:${GRADE_COLOURS[g]}`, "aria-hidden": "true" }, String(g)),
+          t("grade_n", { n: g }),
+        ),
+      ),
       h("span", { class: "small muted" }, ` (1 ${t("safest")} … 5 ${t("least_safe")})`),
     );
   }
