@@ -296,15 +296,21 @@ async def _serve(db: Database, settings: Settings, stop: asyncio.Event) -> None:
             coalesce=True,
             misfire_grace_time=spec.misfire_grace_s,
         )
-    sched.add_job(
-        runner.poll_requests,
-        IntervalTrigger(seconds=extras.request_poll_s),
-        id="_requests",
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=None,
-    )
+
+    async def poll_forever() -> None:
+        # our own loop, not an APScheduler interval job: a poll slowed down by a loaded
+        # machine is simply late, never a "skipped: maximum number of running instances"
+        # warning every 2 s
+        while not stop.is_set():
+            try:
+                await runner.poll_requests()
+            except Exception:
+                log.exception("polling run requests failed; will retry")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), extras.request_poll_s)
+
     sched.start()
+    poller = asyncio.create_task(poll_forever())
     try:
         await runner.register()
         for job_id in await runner.catch_up(datetime.now(UTC)):
@@ -313,6 +319,9 @@ async def _serve(db: Database, settings: Settings, stop: asyncio.Event) -> None:
         log.info("scheduler started", extra={"jobs": json.dumps(sorted(runner.specs))})
         await stop.wait()
     finally:
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
         sched.shutdown(wait=False)
         for _ in range(100):  # let a running job record its end
             if not runner.running:
