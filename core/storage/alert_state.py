@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -312,18 +313,24 @@ async def save(conn: aiosqlite.Connection, changes: Changes) -> list[str]:
     return inserted
 
 
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    state: EngineState  # as loaded
+    changes: Changes
+    raised: list[str]  # the alerts inserted
+
+
 async def evaluate(
     conn: aiosqlite.Connection,
     household_ids: Iterable[str],
     inputs: Sequence[Input],
     config: EngineConfig,
     recorded_at: datetime,
-) -> tuple[EngineState, Changes]:
-    """load → decide → save in the caller's transaction; the state loaded and what changed."""
+) -> Evaluated:
+    """load → decide → save in the caller's transaction."""
     state = await load(conn, household_ids)
     changes = await decide_stored(conn, state, inputs, config, recorded_at)
-    await save(conn, changes)
-    return state, changes
+    return Evaluated(state, changes, await save(conn, changes))
 
 
 # ---------------------------------------------------------------------------- what is due

@@ -50,10 +50,11 @@ def test_load_save_round_trip(tmp_path: Path) -> None:
         conn = await _setup(tmp_path / "a.db")
         try:
             async with transaction(conn):
-                state, changes = await evaluate(
+                done = await evaluate(
                     conn, ["hh-a", "hh-b", "hh-gone"], [_open("hh-a", 60), _open("hh-b", 60)],
                     CONFIG, T0 + timedelta(seconds=60),
                 )  # fmt: skip
+            state, changes = done.state, done.changes
             assert list(state.households) == ["hh-a", "hh-b"]  # the order asked, enrolled only
             assert state.households["hh-a"].mode_history == ((to_us(T0), Mode.AWAY),)
             assert changes.raised == []
@@ -67,8 +68,9 @@ def test_load_save_round_trip(tmp_path: Path) -> None:
             # the entry delay runs out: one intrusion, its notification, the timer gone
             due = T0 + timedelta(seconds=100)
             async with transaction(conn):
-                _, changes = await evaluate(conn, ["hh-a"], [TickInput(due)], CONFIG, due)
-            (alert_id,) = changes.raised
+                done = await evaluate(conn, ["hh-a"], [TickInput(due)], CONFIG, due)
+            (alert_id,) = done.raised
+            assert done.changes.raised == done.raised
             row = await alert_rows.get_alert(conn, alert_id)
             assert row is not None and row.kind == "intrusion" and row.state == "open"
             async with conn.execute(
@@ -94,8 +96,7 @@ def test_a_stored_dedupe_key_is_not_raised_again(tmp_path: Path) -> None:
         try:
             tamper = EventInput(DoorEvent("se-hh-b", "hh-b", EventType.TAMPER, T0), T0)
             async with transaction(conn):
-                _, first = await evaluate(conn, ["hh-b"], [tamper], CONFIG, T0)
-                (alert_id,) = first.raised
+                (alert_id,) = (await evaluate(conn, ["hh-b"], [tamper], CONFIG, T0)).raised
                 row = await alert_rows.get_alert(conn, alert_id)
                 assert row is not None
                 await alert_rows.set_state(
