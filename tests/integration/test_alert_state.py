@@ -11,13 +11,15 @@ import aiosqlite
 from core.engine import EngineConfig, EventInput, ModeChangeInput, TickInput
 from core.models import DEFAULT_NIGHT_WINDOW, EventType, Mode
 from core.rules import CheckKind, DoorEvent
+from core.settings import Settings
 from core.storage import alerts as alert_rows
 from core.storage.alert_state import decide_stored, evaluate, load, save
-from core.storage.db import open_database, transaction
+from core.storage.db import Database, open_database, transaction
 from core.storage.households import insert_household
 from core.storage.modes import set_mode
 from core.storage.sensors import insert_sensor
 from core.timeutil import to_us
+from scheduler.jobs import offline_sweep
 
 T0 = datetime(2026, 11, 21, 5, 0, tzinfo=UTC)
 CONFIG = EngineConfig(centre_url="https://centre.example/hook")
@@ -134,5 +136,33 @@ def test_a_mode_change_clears_the_entry_delay(tmp_path: Path) -> None:
             assert kinds == {CheckKind.DOOR_LEFT_OPEN}
         finally:
             await conn.close()
+
+    asyncio.run(main())
+
+
+def test_the_scheduler_sweep_raises_a_silent_sensor_once(tmp_path: Path) -> None:
+    """scheduler/jobs.py offline_sweep goes through the same load → decide → save."""
+
+    async def main() -> None:
+        conn = await _setup(tmp_path / "d.db")
+        async with transaction(conn):
+            await conn.execute(
+                "UPDATE sensors SET status = 'online', last_seen_us = ? WHERE sensor_id = ?",
+                (to_us(T0 - timedelta(hours=2)), "se-hh-b"),
+            )
+        await conn.close()
+        settings = Settings(data_dir=tmp_path, db_path=tmp_path / "d.db")
+        db = await Database.open(tmp_path / "d.db")
+        try:
+            (alert_id,) = await offline_sweep(db, settings, T0)
+            assert await offline_sweep(db, settings, T0 + timedelta(minutes=1)) == []
+            row = await alert_rows.get_alert(db.reader, alert_id)
+            assert row is not None and row.kind == "sensor_offline"
+            async with db.reader.execute(
+                "SELECT status, status_reason FROM sensors WHERE sensor_id = 'se-hh-b'"
+            ) as cur:
+                assert tuple(await cur.fetchone() or ()) == ("offline", "heartbeat_missed")
+        finally:
+            await db.close()
 
     asyncio.run(main())
