@@ -351,3 +351,23 @@ def test_the_state_passed_in_is_not_changed() -> None:
     assert state.households[HH] is record
     assert list(record.checks) == [ENTRY.key] and record.alerts == () and record.routine is None
     assert record.sensors[S1].door_open_since is None
+
+
+def test_the_engine_does_no_io() -> None:
+    """core/engine.py imports neither a driver, a network library nor a clock."""
+    import ast
+    from pathlib import Path
+
+    import core.engine
+
+    tree = ast.parse(Path(core.engine.__file__).read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    banned = {"aiosqlite", "sqlite3", "psycopg", "asyncpg", "paho", "httpx", "fastapi",
+              "asyncio", "socket", "time", "os", "core.storage", "core.broker"}  # fmt: skip
+    assert not {n for n in names if any(n == b or n.startswith(b + ".") for b in banned)}
+    assert "datetime.now" not in Path(core.engine.__file__).read_text()
