@@ -1,13 +1,21 @@
-"""The alert engine as the API uses it (mode changes, answers, manual escalation)."""
+"""The alert engine as the API uses it (mode changes, answers, manual escalation): the
+same load → decide → save service as the bridge and the scheduler."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import aiosqlite
 
 from api.timefmt import now_us
+from core.engine import Input
 from core.settings import Settings
-from core.storage.alerting import AlertEngine, build_policy
+from core.storage.alert_state import Evaluated, build_config, evaluate
+from core.timeutil import from_us
 
 
-def alert_engine(conn: aiosqlite.Connection, settings: Settings) -> AlertEngine:
-    return AlertEngine(conn, build_policy(settings), settings.centre_webhook_url, now_us())
+async def run_engine(
+    conn: aiosqlite.Connection, settings: Settings, household_id: str, inputs: Sequence[Input]
+) -> Evaluated:
+    """The engine over one household in the request's write transaction, stamped now."""
+    return await evaluate(conn, [household_id], inputs, build_config(settings), from_us(now_us()))

@@ -25,6 +25,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from broker_bridge import metrics
 from broker_bridge.mqtt_loop import AsyncioPaho
 from core.dead_letter_cap import DeadLetterCap
+from core.engine import EventInput, Input, StatusInput, TickInput
 from core.ingest import (
     Accepted,
     Classified,
@@ -39,15 +40,24 @@ from core.models import SensorStatus, TimeMode
 from core.replay_clock import ReplayClock
 from core.rules import DoorEvent, StatusChange
 from core.settings import Settings
-from core.storage.alerting import (
-    AlertEngine,
+from core.storage.alert_state import (
     advance_event_clock,
-    build_policy,
+    build_config,
+    decide_stored,
+    evaluate,
     households_due,
+    load,
     read_event_clock,
+    save,
 )
 from core.storage.db import is_transient_error, transaction
-from core.storage.ingest import StoreResult, lookup_sensors, store_batch
+from core.storage.ingest import (
+    StoreResult,
+    insert_events,
+    lookup_sensors,
+    store_batch,
+    update_sensors,
+)
 from core.timeutil import from_us, rfc3339
 from core.wire import SENSORS_FILTER
 
@@ -84,10 +94,9 @@ class Bridge:
             "dead_suppressed": 0,
         }  # fmt: skip
         self.db_lock = asyncio.Lock()
-        self._raised: list[str] = []
         self.silent_us = int((3 * settings.heartbeat_interval_s + settings.offline_grace_s) * 1e6)
         self.replay = settings.time_mode is TimeMode.REPLAY
-        self.policy = build_policy(settings)
+        self.engine_config = build_config(settings)
         self.replay_clock = ReplayClock(int(settings.replay_max_jump_s * 1_000_000))
         self._held_logged: set[str] = set()
         self.dead_letter_cap = DeadLetterCap(
@@ -250,18 +259,29 @@ class Bridge:
         metrics.BATCH_SIZE.observe(len(batch))
 
     async def _commit(self, messages: Sequence[RawMessage]) -> tuple[StoreResult, Classified]:
-        """Classify and store `messages` in one transaction (alert rules included)."""
+        """Classify `messages` and store them in one transaction, the alert rules included:
+
+            insert events → load engine state → decide → save → sensor updates
+
+        What the rules see is fixed by that order: every sensor as it was before this batch
+        (its row — last seen, battery, door, status — is updated from the batch only in the
+        last step), the batch's newly stored events and heartbeats in event-time order (a
+        repeat of a stored event is not seen again), each evaluated after the earlier ones of
+        its household, then the broker statuses, then (replay) the timers due on the event
+        clock. Nothing else runs in between: no storage function calls back into the bridge.
+        """
         sensors = await lookup_sensors(self.conn, topic_sensor_ids(messages))
         classified = classify_batch(
             messages, sensors, self.settings.time_mode, self.settings.clock_skew_tolerance_s
         )
-        self._raised = []
-        async with self.db_lock:
-            result = await store_batch(self.conn, classified, self._evaluate, self.dead_letter_cap)
-        if self._raised:  # counted once committed: a failed part's alerts were rolled back
-            self.totals["alerts"] += len(self._raised)
-            metrics.ALERTS.inc(len(self._raised))
-            log.info("alerts raised", extra={"alert_ids": self._raised})
+        async with self.db_lock, transaction(self.conn):
+            stored = await insert_events(self.conn, classified)
+            raised = await self._evaluate(self.conn, classified, stored)
+            result = await update_sensors(self.conn, classified, stored, self.dead_letter_cap)
+        if raised:  # counted once committed: a failed part's alerts were rolled back
+            self.totals["alerts"] += len(raised)
+            metrics.ALERTS.inc(len(raised))
+            log.info("alerts raised", extra={"alert_ids": raised})
         return result, classified
 
     async def _wait_transient(self, exc: Exception) -> None:
@@ -275,28 +295,24 @@ class Bridge:
         while True:
             try:
                 async with self.db_lock:
-                    return await store_batch(
-                        self.conn, Classified(dead=dead), None, self.dead_letter_cap
-                    )
+                    return await store_batch(self.conn, Classified(dead=dead), self.dead_letter_cap)
             except Exception as exc:
                 log.error("storing dead letters failed; retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(0.5)
 
     async def _evaluate(
         self, conn: aiosqlite.Connection, batch: Classified, stored: set[tuple[int, int, int]]
-    ) -> None:
-        """The alert rules over what this batch newly stored, in the same transaction."""
+    ) -> list[str]:
+        """load → decide → save for what this batch newly stored (the middle of `_commit`);
+        the ids of the alerts raised. The decision time is the wall clock in live mode; in
+        replay mode the event clock, moved by each event (`ReplayClock`) before it is
+        evaluated, and advanced in the same transaction."""
         fresh = [e for e in batch.events if e.key in stored]
         if not fresh and not batch.heartbeats and not batch.statuses:
-            return
+            return []
         wall = now_us()
-        engine = AlertEngine(conn, self.policy, self.settings.centre_webhook_url, wall)
-        await engine.load(
-            {e.household_id for e in fresh}
-            | {h.household_id for h in batch.heartbeats}
-            | {s.household_id for s in batch.statuses}
-        )
         clock = (await read_event_clock(conn) or 0) if self.replay else wall
+        inputs: list[Input] = []
         seen: set[tuple[int, int, int]] = set()
         for e in sorted([*fresh, *batch.heartbeats], key=lambda m: m.event_us):
             if e.key in seen:
@@ -316,21 +332,30 @@ class Bridge:
                     )  # fmt: skip
                 clock = moved
             event = DoorEvent(e.sensor_id, e.household_id, e.type, from_us(e.event_us), e.battery)
-            await engine.on_event(event, from_us(clock), self.replay)
+            # replay: timers follow the event clock, the household's due ones fire first
+            inputs.append(EventInput(event, from_us(clock), tick_first=self.replay))
         for s in batch.statuses:
             at = from_us(clock if self.replay and clock else s.received_us)
             change = StatusChange(s.sensor_id, s.household_id, SensorStatus(s.status), at)
-            await engine.on_status(change, at)
+            inputs.append(StatusInput(change, at))
+        households = list(
+            dict.fromkeys(
+                [e.household_id for e in fresh]
+                + [h.household_id for h in batch.heartbeats]
+                + [s.household_id for s in batch.statuses]
+            )
+        )
         if self.replay and clock:
             # the event clock moved: every household's timers now due fire in this batch,
             # not on the next wall-clock tick (a whole simulated hour may pass in between)
-            due = await households_due(conn, clock, clock - self.silent_us)
-            await engine.load(due)
-            await engine.tick_all(from_us(clock))
-        await engine.flush()
+            households += await households_due(conn, clock, clock - self.silent_us)
+            inputs.append(TickInput(from_us(clock)))
+        state = await load(conn, households)
+        changes = await decide_stored(conn, state, inputs, self.engine_config, from_us(wall))
+        raised = await save(conn, changes)
         if self.replay and clock:
             await advance_event_clock(conn, clock)
-        self._raised = list(engine.raised)
+        return raised
 
     async def _ticker(self, stop: asyncio.Event) -> None:
         """Timers (entry delay, door left open, offline grace), escalations and silent
@@ -348,16 +373,14 @@ class Bridge:
                     if not due:
                         continue
                     async with transaction(self.conn):
-                        engine = AlertEngine(
-                            self.conn, self.policy, self.settings.centre_webhook_url, now_us()
-                        )
-                        await engine.load(due)
-                        await engine.tick_all(from_us(now))
-                        await engine.flush()
-                if engine.raised:
-                    self.totals["alerts"] += len(engine.raised)
-                    metrics.ALERTS.inc(len(engine.raised))
-                    log.info("alerts raised by timers", extra={"alert_ids": engine.raised})
+                        done = await evaluate(
+                            self.conn, due, [TickInput(from_us(now))], self.engine_config,
+                            from_us(now_us()),
+                        )  # fmt: skip
+                if done.raised:
+                    self.totals["alerts"] += len(done.raised)
+                    metrics.ALERTS.inc(len(done.raised))
+                    log.info("alerts raised by timers", extra={"alert_ids": done.raised})
             except aiosqlite.Error as exc:
                 log.error("rules tick failed; will retry", extra={"error": str(exc)})
             except Exception:  # a bug here must not stop every timer for good

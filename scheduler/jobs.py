@@ -11,12 +11,13 @@ from typing import Any
 
 from core.broker.dynsec import DynsecAdmin
 from core.broker.mosquitto import load_or_create_credentials
+from core.engine import TickInput
 from core.geo import SegmentIndex
 from core.models import TimeMode
 from core.sensor_broker import sweep
 from core.settings import Settings
 from core.storage import segments as segment_store
-from core.storage.alerting import AlertEngine, build_policy, households_due
+from core.storage.alert_state import build_config, evaluate, households_due
 from core.storage.db import Database
 from core.storage.dead_letters import purge_dead_letters_before
 from core.storage.events import purge_events_before
@@ -47,18 +48,10 @@ async def offline_sweep(db: Database, settings: Settings, now: datetime) -> list
         due = await households_due(conn, now_us, now_us - int(silent_s * 1e6))
         if not due:
             return []
-        engine = AlertEngine(
-            conn,
-            build_policy(settings),
-            settings.centre_webhook_url,
-            now_us,
-        )
-        await engine.load(due)
-        await engine.tick_all(now)
-        await engine.flush()
-    if engine.raised:
-        log.info("alerts raised by the sweep", extra={"alert_ids": engine.raised})
-    return engine.raised
+        done = await evaluate(conn, due, [TickInput(now)], build_config(settings), now)
+    if done.raised:
+        log.info("alerts raised by the sweep", extra={"alert_ids": done.raised})
+    return done.raised
 
 
 async def retention_purge(db: Database, settings: Settings, now: datetime) -> int:

@@ -14,19 +14,15 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import CurrentPrincipal, DbDep, Operator, SettingsDep, ensure_household_access
-from api.engine import alert_engine
+from api.engine import run_engine
 from api.params import cursor_int, decode_cursor, encode_cursor, id_header
 from api.timefmt import fmt_us, now_us
+from core.engine import AcknowledgeInput, EscalateInput, Input, ResolveInput
 from core.models import AlertKind, AlertState, NightWindow, Resolution, Role
-from core.rules import (
-    AlertTransitionError,
-    HouseholdState,
-    acknowledge_alert,
-    resolve_alert,
-)
+from core.rules import AlertTransitionError, HouseholdState
 from core.storage import alerts as alert_rows
 from core.storage import households
-from core.storage.alerting import alert_view
+from core.storage.alert_state import alert_view
 from core.storage.outbox import list_notifications
 from core.storage.tokens import Principal
 from core.timeutil import from_us, rfc3339
@@ -227,39 +223,30 @@ async def _transition(
     async with db.write() as conn:
         row = await alert_rows.get_alert(conn, alert_id)
         assert row is not None
-        engine = alert_engine(conn, settings)
-        await engine.load([row.household_id])
+        item: Input
+        if action == "escalate":
+            if row.state == "resolved":
+                raise HTTPException(status.HTTP_409_CONFLICT, f"alert {alert_id} is resolved")
+            item = EscalateInput(
+                alert_id, row.household_id, principal.actor, f"escalated by {principal.actor}"
+            )
+        elif action == "acknowledge":
+            item = AcknowledgeInput(alert_view(row), principal.actor, at)
+        else:
+            assert resolution is not None
+            hh = await households.get_household(conn, row.household_id)
+            item = ResolveInput(alert_view(row), resolution, principal.actor, at,
+                                _household_state(hh, row.household_id))  # fmt: skip
         try:
-            if action == "escalate":
-                if row.state == "resolved":
-                    raise HTTPException(status.HTTP_409_CONFLICT, f"alert {alert_id} is resolved")
-                ctx = engine.ctx.get(row.household_id)
-                if ctx is not None and not await engine.escalate(
-                    ctx, alert_id, principal.actor, f"escalated by {principal.actor}"
-                ):
-                    raise HTTPException(
-                        status.HTTP_409_CONFLICT, f"alert {alert_id} is already escalated"
-                    )
-            elif action == "acknowledge":
-                t = acknowledge_alert(alert_view(row), at, principal.actor)
-                await alert_rows.set_state(
-                    conn, row, to_state=str(t.to_state), action="acknowledge",
-                    actor=principal.actor, now_us=now_us(),
-                )  # fmt: skip
-            else:
-                assert resolution is not None
-                hh = await households.get_household(conn, row.household_id)
-                t = resolve_alert(alert_view(row), resolution, at, principal.actor,
-                                  _household_state(hh, row.household_id))  # fmt: skip
-                await alert_rows.set_state(conn, row, to_state=str(t.to_state), action="resolve",
-                                           actor=principal.actor, now_us=now_us(),
-                                           resolution=str(resolution))  # fmt: skip
-                ctx = engine.ctx.get(row.household_id)
-                if ctx is not None:
-                    await engine.apply(ctx, list(t.decisions), at)
-            await engine.flush()
+            done = await run_engine(conn, settings, row.household_id, [item])
         except AlertTransitionError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        if (
+            action == "escalate"
+            and row.household_id in done.state.households  # unenrolled: left as it is
+            and alert_id not in done.changes.escalated
+        ):
+            raise HTTPException(status.HTTP_409_CONFLICT, f"alert {alert_id} is already escalated")
         updated = await alert_rows.get_alert(conn, alert_id)
     assert updated is not None
     return _public(updated)

@@ -9,8 +9,9 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from api.deps import CurrentPrincipal, DbDep, SettingsDep, ensure_household_access
-from api.engine import alert_engine
+from api.engine import run_engine
 from api.timefmt import fmt_us, now_us
+from core.engine import ModeChangeInput
 from core.models import Mode, TimeMode
 from core.storage import households, modes, sensors
 from core.timeutil import from_us, to_us
@@ -63,10 +64,11 @@ async def set_mode(
         changed = await modes.set_mode(
             conn, household_id, str(body.mode), at_us, recorded, principal.actor
         )
-        engine = alert_engine(conn, settings)
-        await engine.load([household_id])
-        await engine.on_mode_change(household_id, body.mode, from_us(at_us))
-        await engine.flush()
+        # the change is recorded first, so the loaded history holds it (and the engine adds
+        # it once more: the same time and mode, no different verdict)
+        await run_engine(
+            conn, settings, household_id, [ModeChangeInput(household_id, body.mode, from_us(at_us))]
+        )
     return ModeState(
         household_id=household_id,
         mode=body.mode,

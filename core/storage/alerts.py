@@ -158,27 +158,45 @@ async def set_state(
     now_us: int,
     resolution: str | None = None,
 ) -> None:
+    await set_alert_state(
+        conn, alert.alert_id, alert.state, to_state=to_state, action=action, actor=actor,
+        now_us=now_us, resolution=resolution,
+    )  # fmt: skip
+
+
+async def set_alert_state(
+    conn: aiosqlite.Connection,
+    alert_id: str,
+    from_state: str,
+    *,
+    to_state: str,
+    action: str,
+    actor: str,
+    now_us: int,
+    resolution: str | None = None,
+) -> None:
+    """A lifecycle step (acknowledge, resolve, escalate) and its audit row."""
     if action == "acknowledge":
         await conn.execute(
             "UPDATE alerts SET state = ?, acknowledged_us = ?, acknowledged_by = ?, updated_us = ?"
             " WHERE alert_id = ?",
-            (to_state, now_us, actor, now_us, alert.alert_id),
+            (to_state, now_us, actor, now_us, alert_id),
         )
     elif action == "resolve":
         await conn.execute(
             "UPDATE alerts SET state = ?, resolution = ?, resolved_us = ?, resolved_by = ?,"
             " updated_us = ? WHERE alert_id = ?",
-            (to_state, resolution, now_us, actor, now_us, alert.alert_id),
+            (to_state, resolution, now_us, actor, now_us, alert_id),
         )
     elif action == "escalate":
         await conn.execute(
             "UPDATE alerts SET escalated_us = ?, updated_us = ?,"
             " recipients = CASE WHEN instr(recipients, 'centre') THEN recipients"
             " ELSE recipients || ',centre' END WHERE alert_id = ?",
-            (now_us, now_us, alert.alert_id),
+            (now_us, now_us, alert_id),
         )
     await add_transition(
-        conn, alert.alert_id, now_us, actor, action, alert.state, to_state,
+        conn, alert_id, now_us, actor, action, from_state, to_state,
         {"resolution": resolution} if resolution else None,
     )  # fmt: skip
 

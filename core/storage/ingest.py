@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -56,137 +56,145 @@ def _day(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%d")
 
 
-AfterInsert = Callable[
-    [aiosqlite.Connection, Classified, set[tuple[int, int, int]]], Awaitable[None]
-]
-
-
 async def store_batch(
     conn: aiosqlite.Connection,
     batch: Classified,
-    after_insert: AfterInsert | None = None,
     dead_letter_cap: DeadLetterCap | None = None,
 ) -> StoreResult:
-    """One transaction: events (new ones told from repeats), then `after_insert` (the alert
-    rules, which see sensor state as it was before this batch), then sensor state,
-    heartbeat rollups, statuses and dead letters (those over `dead_letter_cap` only counted)."""
-    stored_keys: set[tuple[int, int, int]] = set()
+    """One transaction: `insert_events`, then `update_sensors` (no alert rules: the bridge's
+    pipeline runs them in between, see broker_bridge/bridge.py `_commit`)."""
     async with transaction(conn):
-        events = batch.events
-        for start in range(0, len(events), _CHUNK):
-            chunk = events[start : start + _CHUNK]
-            values = ",".join(["(" + ",".join("?" * _EVENT_COLS) + ")"] * len(chunk))
-            params: list[object] = []
-            for e in chunk:
-                params += (
-                    e.sensor_pk, e.boot, e.seq, e.event_us, e.device_us, e.offset_min,
-                    e.received_us, str(e.type), e.battery, e.rssi, int(e.skewed),
-                )  # fmt: skip
-            async with conn.execute(
-                "INSERT INTO events (sensor_pk, boot, seq, event_us, device_us, offset_min,"
-                " received_us, type, battery, rssi, skewed) VALUES "
-                + values
-                + " ON CONFLICT DO NOTHING RETURNING sensor_pk, boot, seq",
-                params,
-            ) as cur:
-                async for row in cur:
-                    stored_keys.add((row[0], row[1], row[2]))
+        stored_keys = await insert_events(conn, batch)
+        return await update_sensors(conn, batch, stored_keys, dead_letter_cap)
 
-        if after_insert is not None:
-            await after_insert(conn, batch, stored_keys)
 
-        hb_keys = {h.key for h in batch.heartbeats}
-        if batch.heartbeats:
-            await conn.executemany(
-                "INSERT INTO heartbeat_days (sensor_pk, day, count, min_battery) VALUES (?,?,1,?)"
-                " ON CONFLICT (sensor_pk, day) DO UPDATE SET count = count + 1,"
-                " min_battery = MIN(COALESCE(min_battery, excluded.min_battery),"
-                " COALESCE(excluded.min_battery, min_battery))",
-                [(h.sensor_pk, _day(h.event_us), h.battery) for h in batch.heartbeats],
-            )
+async def insert_events(conn: aiosqlite.Connection, batch: Classified) -> set[tuple[int, int, int]]:
+    """Insert the batch's events; the keys of those new (a repeat inserts nothing).
+    Runs in the caller's transaction and touches no sensor row."""
+    stored_keys: set[tuple[int, int, int]] = set()
+    events = batch.events
+    for start in range(0, len(events), _CHUNK):
+        chunk = events[start : start + _CHUNK]
+        values = ",".join(["(" + ",".join("?" * _EVENT_COLS) + ")"] * len(chunk))
+        params: list[object] = []
+        for e in chunk:
+            params += (
+                e.sensor_pk, e.boot, e.seq, e.event_us, e.device_us, e.offset_min,
+                e.received_us, str(e.type), e.battery, e.rssi, int(e.skewed),
+            )  # fmt: skip
+        async with conn.execute(
+            "INSERT INTO events (sensor_pk, boot, seq, event_us, device_us, offset_min,"
+            " received_us, type, battery, rssi, skewed) VALUES "
+            + values
+            + " ON CONFLICT DO NOTHING RETURNING sensor_pk, boot, seq",
+            params,
+        ) as cur:
+            async for row in cur:
+                stored_keys.add((row[0], row[1], row[2]))
+    return stored_keys
 
-        updates = summarise_sensors(
-            [*batch.events, *batch.heartbeats, *batch.heartbeat_duplicates], stored_keys, hb_keys
+
+async def update_sensors(
+    conn: aiosqlite.Connection,
+    batch: Classified,
+    stored_keys: set[tuple[int, int, int]],
+    dead_letter_cap: DeadLetterCap | None = None,
+) -> StoreResult:
+    """After the events (and the alert rules): sensor state, heartbeat rollups, statuses
+    and dead letters (those over `dead_letter_cap` only counted), in the caller's
+    transaction."""
+    hb_keys = {h.key for h in batch.heartbeats}
+    if batch.heartbeats:
+        await conn.executemany(
+            "INSERT INTO heartbeat_days (sensor_pk, day, count, min_battery) VALUES (?,?,1,?)"
+            " ON CONFLICT (sensor_pk, day) DO UPDATE SET count = count + 1,"
+            " min_battery = MIN(COALESCE(min_battery, excluded.min_battery),"
+            " COALESCE(excluded.min_battery, min_battery))",
+            [(h.sensor_pk, _day(h.event_us), h.battery) for h in batch.heartbeats],
         )
-        if updates:
-            await conn.executemany(
-                """UPDATE sensors SET
-                    battery = CASE WHEN :battery IS NOT NULL
-                        AND :newest >= COALESCE(last_seen_us, -1) THEN :battery ELSE battery END,
-                    rssi = CASE WHEN :rssi IS NOT NULL
-                        AND :newest >= COALESCE(last_seen_us, -1) THEN :rssi ELSE rssi END,
-                    last_seen_us = MAX(COALESCE(last_seen_us, 0), :newest),
-                    clock_skew_s = CASE WHEN :skew IS NOT NULL
-                        AND :received >= COALESCE(last_received_us, 0) THEN :skew
-                        ELSE clock_skew_s END,
-                    clock_skewed = CASE WHEN :skewed IS NOT NULL
-                        AND :received >= COALESCE(last_received_us, 0) THEN :skewed
-                        ELSE clock_skewed END,
-                    last_received_us = MAX(COALESCE(last_received_us, 0), :received),
-                    last_boot = CASE WHEN last_boot IS NULL OR :boot > last_boot
-                        OR (:boot = last_boot AND :seq > last_seq) THEN :boot ELSE last_boot END,
-                    last_seq = CASE WHEN last_boot IS NULL OR :boot > last_boot
-                        OR (:boot = last_boot AND :seq > last_seq) THEN :seq ELSE last_seq END,
-                    last_heartbeat_boot = CASE WHEN :hb_boot IS NOT NULL AND (
-                        last_heartbeat_boot IS NULL OR :hb_boot > last_heartbeat_boot
-                        OR (:hb_boot = last_heartbeat_boot AND :hb_seq > last_heartbeat_seq))
-                        THEN :hb_boot ELSE last_heartbeat_boot END,
-                    last_heartbeat_seq = CASE WHEN :hb_boot IS NOT NULL AND (
-                        last_heartbeat_boot IS NULL OR :hb_boot > last_heartbeat_boot
-                        OR (:hb_boot = last_heartbeat_boot AND :hb_seq > last_heartbeat_seq))
-                        THEN :hb_seq ELSE last_heartbeat_seq END,
-                    last_tamper_us = CASE WHEN :tamper IS NOT NULL
-                        THEN MAX(COALESCE(last_tamper_us, 0), :tamper) ELSE last_tamper_us END,
-                    status = CASE WHEN status = 'unknown'
-                        OR (status = 'offline' AND status_reason = 'heartbeat_missed'
-                            AND :received > COALESCE(status_us, 0))
-                        THEN 'online' ELSE status END,
-                    status_reason = CASE WHEN status = 'unknown'
-                        OR (status = 'offline' AND status_reason = 'heartbeat_missed'
-                            AND :received > COALESCE(status_us, 0))
-                        THEN 'traffic' ELSE status_reason END,
-                    status_us = CASE WHEN status = 'unknown'
-                        OR (status = 'offline' AND status_reason = 'heartbeat_missed'
-                            AND :received > COALESCE(status_us, 0))
-                        THEN :received ELSE status_us END,
-                    events_stored = events_stored + :stored,
-                    heartbeats = heartbeats + :heartbeats,
-                    duplicates = duplicates + :duplicates
-                WHERE sensor_pk = :pk""",
-                [
-                    {
-                        "pk": u.sensor_pk,
-                        "newest": u.newest_event_us,
-                        "received": u.newest_received_us,
-                        "battery": u.battery,
-                        "rssi": u.rssi,
-                        "skew": u.skew_s,
-                        "skewed": None if u.skewed is None else int(u.skewed),
-                        "boot": u.last_boot_seq[0],
-                        "seq": u.last_boot_seq[1],
-                        "hb_boot": None if u.last_heartbeat is None else u.last_heartbeat[0],
-                        "hb_seq": None if u.last_heartbeat is None else u.last_heartbeat[1],
-                        "tamper": u.tamper_us,
-                        "stored": u.stored,
-                        "heartbeats": u.heartbeats,
-                        "duplicates": u.duplicates,
-                    }
-                    for u in updates
-                ],
-            )
 
-        if batch.statuses:
-            await conn.executemany(
-                "UPDATE sensors SET status = :status, status_reason = 'broker',"
-                " status_us = :received WHERE sensor_pk = :pk"
-                " AND :received >= COALESCE(status_us, 0) AND retired_us IS NULL",
-                [
-                    {"status": s.status, "received": s.received_us, "pk": s.sensor_pk}
-                    for s in batch.statuses
-                ],
-            )
+    updates = summarise_sensors(
+        [*batch.events, *batch.heartbeats, *batch.heartbeat_duplicates], stored_keys, hb_keys
+    )
+    if updates:
+        await conn.executemany(
+            """UPDATE sensors SET
+                battery = CASE WHEN :battery IS NOT NULL
+                    AND :newest >= COALESCE(last_seen_us, -1) THEN :battery ELSE battery END,
+                rssi = CASE WHEN :rssi IS NOT NULL
+                    AND :newest >= COALESCE(last_seen_us, -1) THEN :rssi ELSE rssi END,
+                last_seen_us = MAX(COALESCE(last_seen_us, 0), :newest),
+                clock_skew_s = CASE WHEN :skew IS NOT NULL
+                    AND :received >= COALESCE(last_received_us, 0) THEN :skew
+                    ELSE clock_skew_s END,
+                clock_skewed = CASE WHEN :skewed IS NOT NULL
+                    AND :received >= COALESCE(last_received_us, 0) THEN :skewed
+                    ELSE clock_skewed END,
+                last_received_us = MAX(COALESCE(last_received_us, 0), :received),
+                last_boot = CASE WHEN last_boot IS NULL OR :boot > last_boot
+                    OR (:boot = last_boot AND :seq > last_seq) THEN :boot ELSE last_boot END,
+                last_seq = CASE WHEN last_boot IS NULL OR :boot > last_boot
+                    OR (:boot = last_boot AND :seq > last_seq) THEN :seq ELSE last_seq END,
+                last_heartbeat_boot = CASE WHEN :hb_boot IS NOT NULL AND (
+                    last_heartbeat_boot IS NULL OR :hb_boot > last_heartbeat_boot
+                    OR (:hb_boot = last_heartbeat_boot AND :hb_seq > last_heartbeat_seq))
+                    THEN :hb_boot ELSE last_heartbeat_boot END,
+                last_heartbeat_seq = CASE WHEN :hb_boot IS NOT NULL AND (
+                    last_heartbeat_boot IS NULL OR :hb_boot > last_heartbeat_boot
+                    OR (:hb_boot = last_heartbeat_boot AND :hb_seq > last_heartbeat_seq))
+                    THEN :hb_seq ELSE last_heartbeat_seq END,
+                last_tamper_us = CASE WHEN :tamper IS NOT NULL
+                    THEN MAX(COALESCE(last_tamper_us, 0), :tamper) ELSE last_tamper_us END,
+                status = CASE WHEN status = 'unknown'
+                    OR (status = 'offline' AND status_reason = 'heartbeat_missed'
+                        AND :received > COALESCE(status_us, 0))
+                    THEN 'online' ELSE status END,
+                status_reason = CASE WHEN status = 'unknown'
+                    OR (status = 'offline' AND status_reason = 'heartbeat_missed'
+                        AND :received > COALESCE(status_us, 0))
+                    THEN 'traffic' ELSE status_reason END,
+                status_us = CASE WHEN status = 'unknown'
+                    OR (status = 'offline' AND status_reason = 'heartbeat_missed'
+                        AND :received > COALESCE(status_us, 0))
+                    THEN :received ELSE status_us END,
+                events_stored = events_stored + :stored,
+                heartbeats = heartbeats + :heartbeats,
+                duplicates = duplicates + :duplicates
+            WHERE sensor_pk = :pk""",
+            [
+                {
+                    "pk": u.sensor_pk,
+                    "newest": u.newest_event_us,
+                    "received": u.newest_received_us,
+                    "battery": u.battery,
+                    "rssi": u.rssi,
+                    "skew": u.skew_s,
+                    "skewed": None if u.skewed is None else int(u.skewed),
+                    "boot": u.last_boot_seq[0],
+                    "seq": u.last_boot_seq[1],
+                    "hb_boot": None if u.last_heartbeat is None else u.last_heartbeat[0],
+                    "hb_seq": None if u.last_heartbeat is None else u.last_heartbeat[1],
+                    "tamper": u.tamper_us,
+                    "stored": u.stored,
+                    "heartbeats": u.heartbeats,
+                    "duplicates": u.duplicates,
+                }
+                for u in updates
+            ],
+        )
 
-        capped = await store_dead_letters(conn, batch.dead, dead_letter_cap or DeadLetterCap())
+    if batch.statuses:
+        await conn.executemany(
+            "UPDATE sensors SET status = :status, status_reason = 'broker',"
+            " status_us = :received WHERE sensor_pk = :pk"
+            " AND :received >= COALESCE(status_us, 0) AND retired_us IS NULL",
+            [
+                {"status": s.status, "received": s.received_us, "pk": s.sensor_pk}
+                for s in batch.statuses
+            ],
+        )
+
+    capped = await store_dead_letters(conn, batch.dead, dead_letter_cap or DeadLetterCap())
     duplicates = sum(u.duplicates for u in updates) if updates else 0
     return StoreResult(
         stored=len(stored_keys),

@@ -7,19 +7,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core.engine import HouseholdRecord
 from core.models import DEFAULT_NIGHT_WINDOW, Mode
-from core.storage.alerting import HouseholdCtx
 from core.timeutil import to_us
 
 T0 = datetime(2026, 11, 21, 14, 0, tzinfo=UTC)
 
 
-def ctx(changes: list[tuple[int, Mode]], mode: Mode = Mode.DISARMED) -> HouseholdCtx:
-    c = HouseholdCtx("hh-1", "Asia/Seoul", DEFAULT_NIGHT_WINDOW, None, None, mode, to_us(T0))
-    for seconds, m in changes:
-        c.mode_times.append(to_us(T0 + timedelta(seconds=seconds)))
-        c.mode_values.append(m)
-    return c
+def ctx(changes: list[tuple[int, Mode]], mode: Mode = Mode.DISARMED) -> HouseholdRecord:
+    history = tuple((to_us(T0 + timedelta(seconds=s)), m) for s, m in changes)
+    return HouseholdRecord(
+        "hh-1", "Asia/Seoul", DEFAULT_NIGHT_WINDOW, None, None, mode, to_us(T0), history
+    )
 
 
 @pytest.mark.parametrize(
