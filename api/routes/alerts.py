@@ -43,6 +43,8 @@ class AlertPublic(BaseModel):
     reason: str
     escalated: bool
     escalated_at: str | None
+    # when it escalates to the control centre by itself, while open and not yet escalated
+    escalate_due_at: str | None = None
     created_at: str
     updated_at: str
     acknowledged_at: str | None
@@ -83,6 +85,11 @@ def _public(r: alert_rows.AlertRow, zone: str = "Asia/Seoul") -> AlertPublic:
         reason=r.reason,
         escalated=r.escalated_us is not None,
         escalated_at=fmt_us(r.escalated_us, zone),
+        escalate_due_at=(
+            fmt_us(r.escalate_due_us, zone)
+            if r.escalated_us is None and r.state == "open" and r.escalate_due_us
+            else None
+        ),
         created_at=fmt_us(r.created_us, zone) or "",
         updated_at=fmt_us(r.updated_us, zone) or "",
         acknowledged_at=fmt_us(r.acknowledged_us, zone),

@@ -88,6 +88,11 @@ def test_armed_away_opening_raises_signed_intrusion_then_escalates(
     assert verify(hook["raw"], hh["webhook_secret"], hook["headers"]["x-ansim-signature"])
     assert not verify(hook["raw"], "wrong-secret", hook["headers"]["x-ansim-signature"])
     assert hook["headers"]["idempotency-key"]
+    (pending,) = _alerts(live, hh["household_id"])
+    if not pending["escalated"]:  # the console counts down to the automatic escalation
+        due = datetime.fromisoformat(pending["escalate_due_at"])
+        # raised after the entry delay (2 s), escalated ANSIM_ESCALATION_DELAY_S (4 s) later
+        assert 4 < (due - event_ts).total_seconds() <= 2 + 4 + 1
     # nobody acknowledges: after the escalation delay the control centre is told
     centre = wait_until(
         lambda: [
@@ -100,6 +105,7 @@ def test_armed_away_opening_raises_signed_intrusion_then_escalates(
     assert verify(centre[0]["raw"], CENTRE_SECRET, centre[0]["headers"]["x-ansim-signature"])
     (alert,) = _alerts(live, hh["household_id"])
     assert alert["kind"] == "intrusion" and alert["escalated"] is True
+    assert alert["escalate_due_at"] is None
     sensor.stop()
 
 
