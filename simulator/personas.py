@@ -295,6 +295,7 @@ def _new_life(hh: Household, rng: random.Random) -> Household:
         hour, sd = 24.0 + rng.uniform(1.5, 3.0), rng.uniform(0.25, 0.35)
     elif kind is PersonaKind.ROTATING_SHIFT:
         phase = rng.randrange(3)
+        hour, sd = 23.6, 0.1  # the evening shift's return, in one week of three
     elif kind is PersonaKind.BAR_STAFF:
         nights, hour, sd = frozenset({4, 5}), 26.5, 0.2
     elif kind is PersonaKind.BAKER:
