@@ -349,6 +349,11 @@ def per_persona(
                 "false_alarms": score["false_alarms"],
                 "fa_per_hw": score["false_alarms_per_household_week"],
                 "fa_by_kind": score["false_alarms_by_kind"],
+                "night_fa_per_hw": round(
+                    score["false_alarms_by_kind"].get("night_opening", 0)
+                    / max(len(keys) * weeks_each, 1e-9),
+                    3,
+                ),
                 "latency_p50_s": score["alert_latency_p50_s"],
                 "latency_p99_s": score["alert_latency_p99_s"],
                 "missed": [
@@ -364,7 +369,7 @@ def per_persona(
 def print_personas(rows: list[dict[str, Any]]) -> None:
     head = (
         f"{'persona':<16} {'hh':>4} {'night alerted':>14} {'off-habit':>10} {'away':>8} "
-        f"{'FA/hh-wk':>9} {'latency p50/p99 s':>18}"
+        f"{'FA/hh-wk':>9} {'night_opening FA/hh-wk':>23} {'latency p50/p99 s':>18}"
     )
     print(head)
     print("-" * len(head))
@@ -376,6 +381,7 @@ def print_personas(rows: list[dict[str, Any]]) -> None:
             f"{r['off_detected']:>4}/{r['off_injected']:<4} "
             f"{r['away_detected']:>3}/{r['away_injected']:<4} "
             f"{r['fa_per_hw'] if r['fa_per_hw'] is not None else '-':>9} "
+            f"{r['night_fa_per_hw']:>23} "
             f"{r['latency_p50_s']} / {r['latency_p99_s']}"
         )
     for r in rows:
