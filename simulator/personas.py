@@ -18,6 +18,28 @@ nights, deliveries, rubbish runs and trips away for days:
   in bed by 22:00.
 - remote worker: home all day, lunch walk, evening gym, many parcels; late weekend nights.
 
+Seven more lives (`NEW_PERSONAS`), each built around one habit with a tight shape, for the
+alert-quality bench (their nights are what a routine model must tell apart). They take no
+trips, so every habit stays on its own nights; `habit_nights`, `habit_hour` (hours after
+local midnight of the plan day, may exceed 24) and `habit_sd_h` say where the habit is:
+
+- late shift: home at `habit_hour` (01:30-03:00, her own spread 15-21 min) on three or
+  four fixed weekdays; the other weekdays an ordinary 08:30-18:30 job, weekends free.
+- rotating shift: three shifts that change every ISO week (day 06:10-15:35, evening
+  14:10-23:35, night 22:10-07:40), Monday to Friday, in the order day → evening → night.
+- bar staff: works Wednesday to Sunday from 17:30; home 02:00-03:00 after Friday and
+  Saturday, 00:15-01:15 after the other work nights; Monday and Tuesday off.
+- baker: leaves 04:15-04:45 six days a week (one fixed day off), back after midday, in
+  bed by about 21:00.
+- homebody: daytime errands only; never opens the door between 23:00 and 06:00.
+- late deliveries: an ordinary office job; on some nights (25-45 %) takes a delivery in
+  at the door between 00:10 and 01:30.
+- rubbish nights: an ordinary office job; takes the rubbish out at `habit_hour`
+  (23:18-23:45, ± 6 min) on two fixed nights of the week and on no other.
+
+`PERSONA_ORDER` (the round-robin of `build_fleet` without `kinds`) holds the five classic
+personas only, so a classic fleet is the same for the same seed as before these lives.
+
 How she arms (`ArmingHabit`): `away` when leaving for longer than a short errand and/or
 `night` at bedtime, or never. When armed `away` she disarms within a few seconds of
 coming home; when armed `night` she disarms on getting up, before opening the door.
@@ -28,8 +50,8 @@ from __future__ import annotations
 import enum
 import math
 import random
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo
@@ -49,6 +71,14 @@ class PersonaKind(enum.StrEnum):
     STUDENT = "student"
     RETIREE = "retiree"
     REMOTE_WORKER = "remote_worker"
+    # the lives of issue 15: a habit with a tight shape each
+    LATE_SHIFT = "late_shift"
+    ROTATING_SHIFT = "rotating_shift"
+    BAR_STAFF = "bar_staff"
+    BAKER = "baker"
+    HOMEBODY = "homebody"
+    LATE_DELIVERIES = "late_deliveries"
+    RUBBISH_NIGHTS = "rubbish_nights"
 
 
 class ArmingHabit(enum.StrEnum):
@@ -114,7 +144,27 @@ _HABITS: dict[PersonaKind, tuple[tuple[ArmingHabit, float], ...]] = {
     ),
 }
 
-PERSONA_ORDER: tuple[PersonaKind, ...] = tuple(PersonaKind)
+for _kind, _like in (
+    (PersonaKind.LATE_SHIFT, PersonaKind.NIGHT_SHIFT),
+    (PersonaKind.ROTATING_SHIFT, PersonaKind.NIGHT_SHIFT),
+    (PersonaKind.BAR_STAFF, PersonaKind.STUDENT),
+    (PersonaKind.BAKER, PersonaKind.RETIREE),
+    (PersonaKind.HOMEBODY, PersonaKind.RETIREE),
+    (PersonaKind.LATE_DELIVERIES, PersonaKind.REMOTE_WORKER),
+    (PersonaKind.RUBBISH_NIGHTS, PersonaKind.OFFICE_WORKER),
+):
+    _HABITS[_kind] = _HABITS[_like]
+
+CLASSIC_PERSONAS: tuple[PersonaKind, ...] = (
+    PersonaKind.OFFICE_WORKER,
+    PersonaKind.NIGHT_SHIFT,
+    PersonaKind.STUDENT,
+    PersonaKind.RETIREE,
+    PersonaKind.REMOTE_WORKER,
+)
+NEW_PERSONAS: tuple[PersonaKind, ...] = tuple(k for k in PersonaKind if k not in CLASSIC_PERSONAS)
+PERSONA_ORDER: tuple[PersonaKind, ...] = CLASSIC_PERSONAS
+ALL_PERSONAS: tuple[PersonaKind, ...] = tuple(PersonaKind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +194,12 @@ class Household:
     rubbish_rate: float = 0.35  # rubbish runs per day
     trip_rate: float = 0.015  # chance per day of leaving for a trip of several days
     work_nights: frozenset[int] = field(default_factory=frozenset)  # night shift: weekdays
+    # the new lives (see the module docstring): weekdays (of the plan day) whose night
+    # carries the habit, its hour after that day's local midnight, and her spread around it
+    habit_nights: frozenset[int] = field(default_factory=frozenset)
+    habit_hour: float = 0.0
+    habit_sd_h: float = 0.0
+    rotation_phase: int = 0  # rotating shift: which shift the ISO week starts from
 
     @property
     def sensor_key(self) -> str:
@@ -181,13 +237,14 @@ def make_household(
     home_mode = Mode.HOME if uses_home else Mode.DISARMED
     lon = rng.uniform(DISTRICT_BBOX[0], DISTRICT_BBOX[2])
     lat = rng.uniform(DISTRICT_BBOX[1], DISTRICT_BBOX[3])
-    late = {
+    late_by_kind = {
         PersonaKind.OFFICE_WORKER: rng.uniform(0.15, 0.45),
         PersonaKind.NIGHT_SHIFT: rng.uniform(0.1, 0.3),
         PersonaKind.STUDENT: rng.uniform(0.35, 0.65),
         PersonaKind.RETIREE: rng.uniform(0.0, 0.02),
         PersonaKind.REMOTE_WORKER: rng.uniform(0.1, 0.3),
-    }[kind]
+    }
+    late = late_by_kind.get(kind, 0.0)
     delivery = rng.uniform(0.4, 0.9) if kind is PersonaKind.REMOTE_WORKER else rng.uniform(0.1, 0.4)
     trip = {
         PersonaKind.STUDENT: rng.uniform(0.015, 0.035),
@@ -198,7 +255,7 @@ def make_household(
         # five consecutive work nights; the two nights off rotate between households
         first = rng.randrange(7)
         work_nights = frozenset((first + i) % 7 for i in range(5))
-    return Household(
+    household = Household(
         key=key,
         index=index,
         seed=seed,
@@ -220,16 +277,64 @@ def make_household(
         trip_rate=trip,
         work_nights=work_nights,
     )
+    if kind in NEW_PERSONAS:
+        household = _new_life(household, random.Random(f"ansim-life:{seed}:{key}"))
+    return household
 
 
-def build_fleet(n: int, seed: int, mix: dict[PersonaKind, float] | None = None) -> list[Household]:
-    """`n` households. Without `mix`, personas go round-robin; with it, each household's
-    persona is drawn (deterministically) with those weights."""
+def _new_life(hh: Household, rng: random.Random) -> Household:
+    """The habit of one of the new lives (its own random stream, so the draws of the
+    classic personas are untouched)."""
+    kind = hh.persona
+    nights: frozenset[int] = frozenset()
+    hour = sd = late = 0.0
+    rubbish = hh.rubbish_rate
+    phase = 0
+    if kind is PersonaKind.LATE_SHIFT:
+        nights = frozenset(rng.sample(range(5), rng.choice((3, 4))))
+        hour, sd = 24.0 + rng.uniform(1.5, 3.0), rng.uniform(0.25, 0.35)
+    elif kind is PersonaKind.ROTATING_SHIFT:
+        phase = rng.randrange(3)
+        hour, sd = 23.6, 0.1  # the evening shift's return, in one week of three
+    elif kind is PersonaKind.BAR_STAFF:
+        nights, hour, sd = frozenset({4, 5}), 26.5, 0.2
+    elif kind is PersonaKind.BAKER:
+        off = rng.choice((6, 6, 6, 0, 1, 2))  # most bakeries close on Sunday
+        nights, hour, sd = frozenset(d for d in range(7) if d != off), 4.5, 0.08
+    elif kind is PersonaKind.LATE_DELIVERIES:
+        late, hour, sd = rng.uniform(0.25, 0.45), 24.85, 0.4  # parcels 00:10-01:30
+    elif kind is PersonaKind.RUBBISH_NIGHTS:
+        nights = frozenset(rng.sample(range(7), 2))
+        hour, sd, rubbish = rng.uniform(23.3, 23.75), 0.1, 0.0
+    elif kind is PersonaKind.HOMEBODY:
+        rubbish = rng.uniform(0.2, 0.4)
+    return replace(
+        hh,
+        late_night_rate=late,
+        rubbish_rate=rubbish,
+        trip_rate=0.0,
+        habit_nights=nights,
+        habit_hour=hour,
+        habit_sd_h=sd,
+        rotation_phase=phase,
+    )
+
+
+def build_fleet(
+    n: int,
+    seed: int,
+    mix: dict[PersonaKind, float] | None = None,
+    kinds: Sequence[PersonaKind] | None = None,
+) -> list[Household]:
+    """`n` households. Without `mix`, personas go round-robin over `kinds` (default the
+    five classic ones, `PERSONA_ORDER`); with it, each household's persona is drawn
+    (deterministically) with those weights."""
     if n < 0:
         raise ValueError("a fleet cannot have a negative size")
+    order = tuple(kinds) if kinds else PERSONA_ORDER
     fleet = []
     for i in range(n):
-        persona = None
+        persona = order[i % len(order)] if kinds else None
         if mix:
             rng = random.Random(f"ansim-persona:{seed}:{i}")
             persona = _pick_weighted(rng, tuple(mix.items()))
@@ -305,6 +410,7 @@ def plan_day(household: Household, day: date, prev_bed: datetime | None) -> DayP
     weekday = day.weekday()  # Monday 0 … Sunday 6
     weekend = weekday >= 5
     outings: list[tuple[float, float, Purpose]] = []
+    night_parcels: list[float] = []  # the new lives: parcels after midnight
     prev_h = _hours_since_midnight(prev_bed, day) if prev_bed is not None else -1.0
     kind = household.persona
 
@@ -388,7 +494,7 @@ def plan_day(household: Household, day: date, prev_bed: datetime | None) -> DayP
         bed = _norm(rng, 21.8, 0.3, 21.0, 22.75)
         if rng.random() < household.late_night_rate:
             bed = rng.uniform(23.0, 24.0)
-    else:  # remote worker
+    elif kind is PersonaKind.REMOTE_WORKER:
         wake = wake_after(_norm(rng, 7.8, 0.4, 6.8, 9.0))
         if not weekend:
             if rng.random() < 0.5:
@@ -404,6 +510,8 @@ def plan_day(household: Household, day: date, prev_bed: datetime | None) -> DayP
                 go = rng.uniform(18.5, 20.0)
                 outings.append((go, rng.uniform(23.0, 25.0), Purpose.SOCIAL))
             bed = _norm(rng, 24.6, 0.5, 23.0, 26.0)
+    else:
+        wake, outings, bed, night_parcels = _new_life_day(household, rng, day, prev_h)
 
     # a trip away for days starts today: replaces the rest of the day's plan
     next_day = day + timedelta(days=1)
@@ -436,6 +544,7 @@ def plan_day(household: Household, day: date, prev_bed: datetime | None) -> DayP
             not (leave - 0.1 <= h <= back + 0.1) for leave, back, _ in clean
         ):
             deliveries.append(h)
+    deliveries += [h for h in night_parcels if h > last_back + 0.1]
 
     return DayPlan(
         day=day,
@@ -445,6 +554,125 @@ def plan_day(household: Household, day: date, prev_bed: datetime | None) -> DayP
         bed=_at(day, bed, zone),
         next_date=next_day,
     )
+
+
+def rotating_shift(household: Household, day: date) -> int:
+    """The rotating shift's shift in the (Monday-based) week of `day`: 0 day, 1 evening,
+    2 night; it moves on by one every week, across year ends too."""
+    return ((day.toordinal() - 1) // 7 + household.rotation_phase) % 3
+
+
+def _new_life_day(
+    household: Household, rng: random.Random, day: date, prev_h: float
+) -> tuple[float, list[tuple[float, float, Purpose]], float, list[float]]:
+    """Wake, outings, bed and parcels after midnight of one day of the new lives."""
+    kind = household.persona
+    weekday = day.weekday()
+    weekend = weekday >= 5
+    outings: list[tuple[float, float, Purpose]] = []
+    parcels: list[float] = []
+
+    def wake_after(typical: float) -> float:
+        return max(typical, prev_h + rng.uniform(5.5, 7.5))
+
+    def habit_time() -> float:
+        sd = household.habit_sd_h
+        return _norm(rng, household.habit_hour, sd, household.habit_hour - 2.5 * sd,
+                     household.habit_hour + 2.5 * sd)  # fmt: skip
+
+    def office_day() -> tuple[float, float]:
+        """An ordinary office weekday or a free weekend day: (wake, bed)."""
+        if not weekend:
+            wake = wake_after(_norm(rng, 6.8, 0.3, 6.1, 7.6))
+            leave = max(_norm(rng, 8.2, 0.3, 7.4, 9.0), wake + rng.uniform(0.4, 0.8))
+            outings.append((leave, _norm(rng, 19.0, 0.6, 17.5, 21.0), Purpose.COMMUTE))
+        else:
+            wake = wake_after(_norm(rng, 9.0, 0.7, 7.5, 11.0))
+            outings.extend(_weekend_outings(rng, wake))
+        return wake, _norm(rng, 22.4, 0.3, 21.75, 22.9)
+
+    if kind is PersonaKind.LATE_SHIFT:
+        if weekday in household.habit_nights:
+            wake = wake_after(_norm(rng, 9.5, 0.5, 8.5, 11.0))
+            leave = max(_norm(rng, 17.0, 0.25, 16.5, 17.5), wake + 1.0)
+            back = habit_time()
+            outings.append((leave, back, Purpose.SHIFT))
+            bed = back + rng.uniform(0.5, 1.0)
+        else:
+            wake, bed = office_day()
+    elif kind is PersonaKind.ROTATING_SHIFT:
+        shift = rotating_shift(household, day)
+        after_night = 6.0 <= prev_h <= 12.0
+        wake = prev_h + rng.uniform(6.5, 7.5) if after_night else wake_after(7.0)
+        if weekend:
+            wake = max(wake, _norm(rng, 9.0, 0.5, 8.0, 10.5))
+            if wake + 1.0 < 18.0:
+                go = rng.uniform(wake + 0.5, 18.0)
+                outings.append((go, go + rng.uniform(1.0, 3.0), Purpose.ERRAND))
+            bed = _norm(rng, 22.5, 0.3, 21.75, 22.9)
+        elif shift == 0:  # day shift
+            leave = _norm(rng, 6.17, 0.05, 6.08, 6.3)
+            wake = leave - rng.uniform(0.5, 0.7)
+            outings.append((leave, _norm(rng, 15.6, 0.12, 15.3, 15.9), Purpose.SHIFT))
+            bed = _norm(rng, 21.9, 0.3, 21.25, 22.6)
+        elif shift == 1:  # evening shift
+            wake = max(wake, _norm(rng, 9.0, 0.4, 8.0, 10.0))
+            leave = _norm(rng, 14.17, 0.05, 14.05, 14.3)
+            outings.append((leave, _norm(rng, 23.6, 0.1, 23.35, 23.85), Purpose.SHIFT))
+            bed = 24.0 + rng.uniform(0.3, 1.0)
+        else:  # night shift
+            wake = max(wake, _norm(rng, 11.0, 0.5, 10.0, 12.0))
+            leave = _norm(rng, 22.17, 0.05, 22.05, 22.3)
+            outings.append((leave, 24.0 + _norm(rng, 7.67, 0.1, 7.4, 7.9), Purpose.SHIFT))
+            bed = outings[-1][1] + rng.uniform(0.5, 1.0)
+    elif kind is PersonaKind.BAR_STAFF:
+        wake = wake_after(_norm(rng, 11.0, 0.5, 10.0, 12.5))
+        if weekday in (2, 3, 4, 5, 6):
+            leave = max(_norm(rng, 17.5, 0.2, 17.0, 18.0), wake + 1.0)
+            if weekday in household.habit_nights:
+                back = habit_time()  # 02:00-03:00 after Friday and Saturday
+            else:
+                back = _norm(rng, 24.75, 0.2, 24.25, 25.25)
+            outings.append((leave, back, Purpose.SHIFT))
+            bed = back + rng.uniform(0.5, 1.0)
+        else:
+            go = rng.uniform(wake + 0.5, 17.0)
+            outings.append((go, go + rng.uniform(1.0, 3.0), Purpose.ERRAND))
+            bed = _norm(rng, 25.0, 0.4, 24.0, 26.0)
+    elif kind is PersonaKind.BAKER:
+        if weekday in household.habit_nights:
+            leave = habit_time()  # 04:15-04:45
+            wake = leave - rng.uniform(0.35, 0.6)
+            outings.append((leave, _norm(rng, 13.0, 0.4, 12.0, 14.5), Purpose.SHIFT))
+            if rng.random() < 0.4:
+                go = rng.uniform(15.0, 17.0)
+                outings.append((go, go + rng.uniform(0.5, 1.5), Purpose.ERRAND))
+        else:  # her day off
+            wake = _norm(rng, 7.0, 0.4, 6.25, 8.0)
+            go = rng.uniform(10.0, 14.0)
+            outings.append((go, go + rng.uniform(1.0, 4.0), Purpose.ERRAND))
+        bed = _norm(rng, 20.75, 0.2, 20.25, 21.25)
+    elif kind is PersonaKind.HOMEBODY:
+        wake = wake_after(_norm(rng, 7.8, 0.4, 7.0, 9.0))
+        if rng.random() < 0.7:
+            go = rng.uniform(10.0, 16.0)
+            outings.append((go, go + rng.uniform(0.5, 2.0), Purpose.ERRAND))
+        if rng.random() < 0.3:
+            go = rng.uniform(18.5, 19.5)
+            outings.append((go, go + rng.uniform(0.3, 1.0), Purpose.WALK))
+        bed = _norm(rng, 22.0, 0.3, 21.25, 22.6)
+    elif kind is PersonaKind.LATE_DELIVERIES:
+        wake, bed = office_day()
+        if rng.random() < household.late_night_rate:
+            parcels.append(rng.uniform(24.17, 25.5))  # 00:10-01:30
+            bed = parcels[-1] + rng.uniform(0.3, 0.8)
+    else:  # rubbish nights
+        wake, bed = office_day()
+        if weekday in household.habit_nights:
+            go = habit_time()
+            outings.append((go, go + rng.uniform(2.0, 6.0) / 60, Purpose.RUBBISH))
+            bed = go + rng.uniform(0.4, 0.9)
+    return wake, outings, bed, parcels
 
 
 def _weekend_outings(rng: random.Random, wake: float) -> list[tuple[float, float, Purpose]]:

@@ -11,14 +11,18 @@ import pytest
 
 from core.models import Mode
 from simulator.personas import (
+    CLASSIC_PERSONAS,
+    NEW_PERSONAS,
     SEOUL,
     ArmingHabit,
+    DayPlan,
     Household,
     PersonaKind,
     Purpose,
     build_fleet,
     iter_day_plans,
     make_household,
+    rotating_shift,
 )
 from simulator.routines import (
     ItemKind,
@@ -58,7 +62,7 @@ def local(t: datetime) -> datetime:
 def test_fleet_is_deterministic_and_covers_every_persona() -> None:
     assert build_fleet(20, SEED) == build_fleet(20, SEED)
     assert build_fleet(20, SEED) != build_fleet(20, SEED + 1)
-    assert {h.persona for h in build_fleet(5, 1)} == set(PersonaKind)
+    assert {h.persona for h in build_fleet(5, 1)} == set(CLASSIC_PERSONAS)
     assert [h.key for h in build_fleet(3, 1)] == ["hh-00000", "hh-00001", "hh-00002"]
     # growing the fleet does not change the households already in it
     assert build_fleet(30, SEED)[:20] == build_fleet(20, SEED)
@@ -303,3 +307,165 @@ def test_real_door_log_replays_as_one_household_keeping_weekdays() -> None:
     assert all(a.at <= b.at for a, b in itertools.pairwise(items))
     with pytest.raises(ValueError, match="no door openings"):
         replay_door_log(h, "nothing here", start)
+
+
+# --- the new lives (issue 15): each habit has the stated shape -----------------------
+
+LIVES_FIRST = date(2026, 10, 5)  # a Monday
+LIVES_WEEKS = 8
+
+
+def life_plans(kind: PersonaKind, index: int) -> list[DayPlan]:
+    hh = make_household(SEED, index, kind)
+    return list(
+        iter_day_plans(
+            hh, LIVES_FIRST, LIVES_FIRST + timedelta(weeks=LIVES_WEEKS) - timedelta(days=1)
+        )
+    )
+
+
+def hours(value: datetime, plan: DayPlan) -> float:
+    """Hours after local midnight of the plan's day (may exceed 24)."""
+    midnight = datetime.combine(plan.day, time(0), tzinfo=value.tzinfo)
+    return (value - midnight).total_seconds() / 3600
+
+
+def door_times(plan: DayPlan) -> list[datetime]:
+    return sorted([t for o in plan.outings for t in (o.leave, o.back)] + list(plan.deliveries))
+
+
+def in_night(value: datetime) -> bool:
+    t = value.time()
+    return t >= time(23, 0) or t < time(6, 0)
+
+
+def test_classic_fleet_is_unchanged_by_the_new_lives() -> None:
+    # round-robin over the classic five only; the new kinds appear only when asked for
+    assert [h.persona for h in build_fleet(10, 3)] == list(CLASSIC_PERSONAS) * 2
+    assert all(h.habit_nights == frozenset() and h.habit_hour == 0.0 for h in build_fleet(10, 3))
+    mixed = build_fleet(14, 3, kinds=NEW_PERSONAS)
+    assert [h.persona for h in mixed] == list(NEW_PERSONAS) * 2
+    assert len(NEW_PERSONAS) == 7 and not set(NEW_PERSONAS) & set(CLASSIC_PERSONAS)
+
+
+@pytest.mark.parametrize("kind", NEW_PERSONAS)
+def test_new_lives_are_deterministic_for_a_seed(kind: PersonaKind) -> None:
+    a, b = make_household(SEED, 4, kind), make_household(SEED, 4, kind)
+    assert a == b
+    assert life_plans(kind, 4) == life_plans(kind, 4)
+    assert make_household(SEED + 1, 4, kind) != a
+    assert a.trip_rate == 0.0  # no trips: each habit stays on its own nights
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_baker_leaves_0415_0445_on_exactly_six_days_a_week(index: int) -> None:
+    plans = life_plans(PersonaKind.BAKER, index)
+    assert len(plans) == 7 * LIVES_WEEKS  # no trips
+    by_week: Counter[int] = Counter()
+    off_days = set()
+    for plan in plans:
+        early = [o for o in plan.outings if hours(o.leave, plan) < 6.0]
+        if early:
+            assert len(early) == 1 and 4.25 <= hours(early[0].leave, plan) <= 4.75
+            by_week[plan.day.isocalendar().week] += 1
+        else:
+            off_days.add(plan.day.weekday())
+            assert all(hours(t, plan) >= 6.0 for t in door_times(plan))
+    assert set(by_week.values()) == {6}
+    assert len(off_days) == 1  # one fixed day off
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_bar_staff_home_0200_0300_on_friday_and_saturday_nights(index: int) -> None:
+    for plan in life_plans(PersonaKind.BAR_STAFF, index):
+        shifts = [o for o in plan.outings if o.purpose is Purpose.SHIFT]
+        wd = plan.day.weekday()
+        if wd in (4, 5):
+            assert len(shifts) == 1 and 26.0 <= hours(shifts[0].back, plan) <= 27.0
+        elif wd in (2, 3, 6):
+            assert len(shifts) == 1 and 24.25 <= hours(shifts[0].back, plan) <= 25.25
+        else:
+            assert shifts == []
+        # nothing else of hers between 02:00 and 03:00 on the other nights
+        if wd not in (4, 5):
+            assert not any(26.0 <= hours(t, plan) <= 27.0 for t in door_times(plan))
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_rotating_shift_changes_every_week(index: int) -> None:
+    hh = make_household(SEED, index, PersonaKind.ROTATING_SHIFT)
+    leave_hour = {0: 6.17, 1: 14.17, 2: 22.17}
+    back_hour = {0: 15.6, 1: 23.6, 2: 31.67}
+    weeks: dict[int, set[int]] = {}
+    for plan in life_plans(PersonaKind.ROTATING_SHIFT, index):
+        shifts = [o for o in plan.outings if o.purpose is Purpose.SHIFT]
+        if plan.day.weekday() >= 5:
+            assert shifts == []
+            continue
+        assert len(shifts) == 1
+        shift = rotating_shift(hh, plan.day)
+        assert abs(hours(shifts[0].leave, plan) - leave_hour[shift]) < 0.2
+        assert abs(hours(shifts[0].back, plan) - back_hour[shift]) < 0.35
+        weeks.setdefault(plan.day.isocalendar().week, set()).add(shift)
+    assert all(len(s) == 1 for s in weeks.values())  # one shift a week
+    order = [next(iter(weeks[w])) for w in sorted(weeks)]
+    assert len(order) == LIVES_WEEKS
+    assert all((b - a) % 3 == 1 for a, b in itertools.pairwise(order))  # day→evening→night
+    # and across a year end too (ISO week numbers restart there)
+    assert rotating_shift(hh, date(2026, 12, 28)) != rotating_shift(hh, date(2027, 1, 4))
+
+
+@pytest.mark.parametrize("index", range(8))
+def test_homebody_never_opens_between_2300_and_0600(index: int) -> None:
+    plans = life_plans(PersonaKind.HOMEBODY, index)
+    assert sum(len(p.outings) + len(p.deliveries) for p in plans) > 40
+    assert not [t for p in plans for t in door_times(p) if in_night(t)]
+    hh = make_household(SEED, index, PersonaKind.HOMEBODY)
+    routine = build_routine(
+        hh, datetime(2026, 10, 8, tzinfo=SEOUL), datetime(2026, 11, 20, tzinfo=SEOUL)
+    )
+    assert routine.door_opens and not [t for t in routine.door_opens if in_night(t)]
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_late_shift_late_habit_on_some_weekdays_only(index: int) -> None:
+    hh = make_household(SEED, index, PersonaKind.LATE_SHIFT)
+    assert len(hh.habit_nights) in (3, 4) and hh.habit_nights <= set(range(5))
+    assert 25.5 <= hh.habit_hour <= 27.0 and 0.25 <= hh.habit_sd_h <= 0.35
+    for plan in life_plans(PersonaKind.LATE_SHIFT, index):
+        late = [t for t in door_times(plan) if in_night(t)]
+        if plan.day.weekday() in hh.habit_nights:
+            assert len(late) == 1
+            assert abs(hours(late[0], plan) - hh.habit_hour) <= 2.5 * hh.habit_sd_h + 0.01
+        else:
+            assert late == []  # no late habit on the other nights
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_late_deliveries_after_midnight_on_some_nights(index: int) -> None:
+    plans = life_plans(PersonaKind.LATE_DELIVERIES, index)
+    late_nights = 0
+    for plan in plans:
+        late = [d for d in plan.deliveries if hours(d, plan) >= 24.0]
+        assert all(24.15 <= hours(d, plan) <= 25.5 for d in late) and len(late) <= 1
+        assert all(not in_night(o.leave) and not in_night(o.back) for o in plan.outings)
+        late_nights += bool(late)
+        if late:
+            assert plan.bed > late[0]
+    assert 0.1 * len(plans) <= late_nights <= 0.6 * len(plans)  # some nights, not all
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_rubbish_runs_on_two_fixed_nights(index: int) -> None:
+    hh = make_household(SEED, index, PersonaKind.RUBBISH_NIGHTS)
+    assert len(hh.habit_nights) == 2
+    for plan in life_plans(PersonaKind.RUBBISH_NIGHTS, index):
+        runs = [o for o in plan.outings if o.purpose is Purpose.RUBBISH]
+        if plan.day.weekday() in hh.habit_nights:
+            assert len(runs) == 1 and abs(hours(runs[0].leave, plan) - hh.habit_hour) <= 0.26
+            assert in_night(runs[0].leave) and runs[0].short
+        else:
+            assert runs == []
+        assert [t for t in door_times(plan) if in_night(t)] == [r.leave for r in runs] + [
+            r.back for r in runs
+        ]
