@@ -442,7 +442,10 @@ def test_queue_puts_help_and_intrusion_above_maintenance_and_counts_in_title(
     # each row: who, what, how long ago (ticking), the escalation state, the answer
     expect(intrusion.get_by_test_id("alert-household")).to_have_text("최지우")
     expect(intrusion.get_by_test_id("alert-state")).to_have_text("처리 대기")
-    expect(intrusion.get_by_test_id("alert-not-escalated")).to_have_text("이관 전")
+    # not escalated yet: the countdown to the automatic escalation (the API's escalate_due_at)
+    expect(intrusion.get_by_test_id("alert-countdown")).to_have_text(
+        re.compile(r"자동 이관까지 \d+:\d\d|곧 자동 이관")
+    )
     expect(intrusion.get_by_test_id("alert-answer")).to_have_text("거주자 응답 없음")
     expect(intrusion.get_by_test_id("alert-ago")).to_have_text(re.compile(r"방금|\d+초 전"))
     expect(intrusion.get_by_test_id("alert-ago")).to_have_text(
