@@ -32,7 +32,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -89,6 +89,7 @@ class HouseholdRecord:
     checks: Mapping[str, PendingCheck] = field(default_factory=dict)
     alerts: tuple[AlertView, ...] = ()
     routine: RoutineModel | None = None
+    exit_delay: timedelta | None = None  # the household's own; None: the policy's
 
     def state_at(self, at: datetime) -> HouseholdState:
         """The household as of `at`: the last mode change at or before it."""
@@ -107,6 +108,7 @@ class HouseholdRecord:
             mode_since=None if since is None else from_us(since),
             timezone=self.timezone,
             night_window=self.night_window,
+            exit_delay=self.exit_delay,
         )
 
 

@@ -101,7 +101,9 @@ class AlertPolicy:
     """Delays and limits of the rules; the defaults are SPEC's."""
 
     entry_delay: timedelta = timedelta(seconds=30)
-    # Openings this soon after arming are the resident leaving (0: off, as SPEC names none).
+    # Openings this soon after arming `away`/`night` are the resident leaving (SPEC: 60 s;
+    # 0 here so the bare rules keep judging every armed opening; ANSIM_EXIT_DELAY_S sets it).
+    # A household's own `HouseholdState.exit_delay` overrides it.
     exit_delay: timedelta = timedelta(0)
     door_left_open_after: timedelta = timedelta(minutes=10)
     escalation_delay: timedelta = timedelta(minutes=3)
@@ -149,6 +151,7 @@ class HouseholdState:
     mode_since: datetime | None = None
     timezone: str = "Asia/Seoul"
     night_window: NightWindow = DEFAULT_NIGHT_WINDOW
+    exit_delay: timedelta | None = None  # the household's own; None: the policy's
 
     @property
     def zone(self) -> ZoneInfo:
@@ -163,6 +166,14 @@ class HouseholdState:
 
     def is_night(self, at: datetime) -> bool:
         return self.night_window.contains(self.local(at).time())
+
+    def exit_delay_for(self, policy: AlertPolicy) -> timedelta:
+        return self.exit_delay if self.exit_delay is not None else policy.exit_delay
+
+    def in_exit_delay(self, at: datetime, policy: AlertPolicy) -> bool:
+        """Armed, and `at` within the exit delay that the arming started."""
+        since = self.mode_since
+        return self.armed and since is not None and at < since + self.exit_delay_for(policy)
 
     def armed_at(self, at: datetime) -> bool:
         """Armed at `at`, as far as the current mode tells (it must predate `at`)."""
@@ -369,9 +380,9 @@ def _on_open(
         due = at + policy.door_left_open_after
         out.append(ScheduleCheck(_check(CheckKind.DOOR_LEFT_OPEN, event, due)))
     if household.armed:
-        # A late event from before the current mode was set is not judged by it.
-        since = household.mode_since
-        if since is None or since + policy.exit_delay <= at:
+        # A late event from before the current mode was set is not judged by it, nor is an
+        # opening within the exit delay that arming started (she is walking out).
+        if not household.in_exit_delay(at, policy):
             due = at + policy.entry_delay
             out.append(ScheduleCheck(_check(CheckKind.ENTRY_DELAY, event, due)))
         return out

@@ -52,6 +52,7 @@ def build_policy(settings: Settings) -> AlertPolicy:
     """The rules' delays and limits from the `ANSIM_` settings (SPEC's defaults)."""
     return AlertPolicy(
         entry_delay=timedelta(seconds=settings.entry_delay_s),
+        exit_delay=timedelta(seconds=settings.exit_delay_s),
         door_left_open_after=timedelta(seconds=settings.door_left_open_s),
         escalation_delay=timedelta(seconds=settings.escalation_delay_s),
         battery_threshold=settings.battery_low_pct,
@@ -106,7 +107,7 @@ async def _load_chunk(conn: aiosqlite.Connection, ids: list[str]) -> dict[str, H
     rows: dict[str, Any] = {}
     async with conn.execute(
         "SELECT household_id, timezone, night_window, webhook_url, segment_id, mode,"
-        f" mode_since_us FROM households WHERE household_id IN ({marks})"
+        f" mode_since_us, exit_delay_s FROM households WHERE household_id IN ({marks})"
         " AND unenrolled_us IS NULL",
         ids,
     ) as cur:
@@ -181,6 +182,7 @@ async def _load_chunk(conn: aiosqlite.Connection, ids: list[str]) -> dict[str, H
             checks=checks[hid],
             alerts=tuple(alerts[hid]),
             routine=routines.get(hid),
+            exit_delay=None if r[7] is None else timedelta(seconds=int(r[7])),
         )
     return out
 

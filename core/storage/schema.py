@@ -278,6 +278,11 @@ CREATE INDEX IF NOT EXISTS sensors_broker_work ON sensors(broker_state, broker_s
     WHERE broker_state IN ('pending', 'deleting');
 """
 
+# v7 (issue 15, trust): a household's own exit delay in seconds (NULL: ANSIM_EXIT_DELAY_S).
+SCHEMA_V7 = """
+ALTER TABLE households ADD COLUMN exit_delay_s INTEGER CHECK (exit_delay_s >= 0);
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [
     (1, SCHEMA_V1),
     (2, SCHEMA_V2),
@@ -285,5 +290,6 @@ MIGRATIONS: list[tuple[int, str]] = [
     (4, SCHEMA_V4),
     (5, SCHEMA_V5),
     (6, SCHEMA_V6),
+    (7, SCHEMA_V7),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

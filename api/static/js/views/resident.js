@@ -63,6 +63,7 @@ export function mount(host, me) {
       const r = await api(`/api/v1/households/${encodeURIComponent(hid)}/mode`, { method: "PUT", body: { mode } });
       home.mode = r.mode;
       home.mode_since = r.since;
+      home.exit_delay_until = r.exit_delay_until;
       toast(`${t("mode")}: ${t(`mode_${r.mode}`)} — ${t("saved")}`);
       render();
     } catch (err) {
@@ -108,8 +109,24 @@ export function mount(host, me) {
         ),
       ),
       home ? h("p", { class: "muted small", "data-testid": "current-mode", dataset: { mode: home.mode } }, `${t(`mode_${home.mode}`)} · ${t("mode_since", { time: fmtTime(home.mode_since) })}`) : null,
+      exitLeft() > 0 ? h("p", { class: "small exit-delay", role: "timer", "aria-live": "polite", "data-testid": "exit-delay" }, t("exit_delay_left", { s: exitLeft() })) : null,
     );
   }
+
+  // seconds left of the exit delay that arming away/night started (0: none running)
+  function exitLeft() {
+    const until = home?.exit_delay_until ? Date.parse(home.exit_delay_until) : NaN;
+    return Number.isFinite(until) ? Math.max(0, Math.ceil((until - Date.now()) / 1000)) : 0;
+  }
+
+  // the countdown: its line's text each second, and a render when it is over
+  const countdown = setInterval(() => {
+    const line = root.querySelector("[data-testid=exit-delay]");
+    if (!line) return;
+    const left = exitLeft();
+    if (left > 0) line.textContent = t("exit_delay_left", { s: left });
+    else render();
+  }, 1000);
 
   function sensorCard() {
     const sensors = home?.sensors ?? [];
@@ -196,6 +213,7 @@ export function mount(host, me) {
     destroy() {
       stop();
       clearInterval(timer);
+      clearInterval(countdown);
     },
     rerender: render,
   };

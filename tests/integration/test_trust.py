@@ -1,0 +1,129 @@
+"""Issue 15 (trust) end to end: real broker, bridge, API, notifier and a webhook receiver."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from core.models import EventType
+from simulator.device import VirtualSensor
+from tests.harness import Stack, wait_until
+from tests.receiver import Receiver
+
+EXIT_DELAY_S = 30  # the service's; households below override it
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[Stack]:
+    s = Stack(
+        tmp_path_factory.mktemp("trust-live"),
+        ANSIM_ENTRY_DELAY_S="1",
+        ANSIM_ESCALATION_DELAY_S="600",
+        ANSIM_RULES_TICK_MS="200",
+        ANSIM_NOTIFY_BACKOFF_MAX_S="1",
+        ANSIM_EXIT_DELAY_S=str(EXIT_DELAY_S),
+        ANSIM_CENTRE_WEBHOOK_URL=receiver.url("/centre"),
+        ANSIM_CENTRE_WEBHOOK_SECRET="whsec_centre-trust",
+    )
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+def _household(
+    stack: Stack, receiver: Receiver, path: str, **extra: Any
+) -> tuple[dict[str, Any], VirtualSensor]:
+    with stack.api() as api:
+        hh = stack.enrol(api, webhook_url=receiver.url(path), **extra)
+        prov = stack.provision(api, hh["household_id"])
+    sensor = VirtualSensor.provisioned(prov, boot=1)
+    assert sensor.start()
+    return hh, sensor
+
+
+def _alerts(stack: Stack, household_id: str) -> list[dict[str, Any]]:
+    with stack.api() as api:
+        r = api.get("/api/v1/alerts", params={"household_id": household_id})
+        assert r.status_code == 200, r.text
+        data: list[dict[str, Any]] = r.json()["data"]
+        return data
+
+
+def _arm(stack: Stack, hh: dict[str, Any], mode: str) -> dict[str, Any]:
+    with stack.api(hh["token"]) as resident:
+        r = resident.put(f"/api/v1/households/{hh['household_id']}/mode", json={"mode": mode})
+        assert r.status_code == 200, r.text
+        answer: dict[str, Any] = r.json()
+        return answer
+
+
+# ---------------------------------------------------------------------------- exit delay
+
+
+def test_exit_delay_walking_out_after_arming_raises_nothing(
+    live: Stack, receiver: Receiver
+) -> None:
+    """The service's exit delay (30 s here), a household with its own 0 s at enrolment and
+    one that sets 2 s through PATCH: the same arm-then-open, three verdicts."""
+    default, s_default = _household(live, receiver, "/exit-default")
+    none, s_none = _household(live, receiver, "/exit-none", exit_delay_s=0)
+    short, s_short = _household(live, receiver, "/exit-short")
+    assert none["exit_delay_s"] == 0 and default["exit_delay_s"] is None
+    with live.api(short["token"]) as resident:  # the resident sets her own
+        r = resident.patch(f"/api/v1/households/{short['household_id']}", json={"exit_delay_s": 2})
+        assert r.status_code == 200, r.text
+        assert r.json()["exit_delay_s"] == 2
+        assert (
+            resident.patch(
+                f"/api/v1/households/{short['household_id']}", json={"exit_delay_s": -1}
+            ).status_code
+            == 422
+        )
+
+    armed = datetime.now(UTC)
+    answer = _arm(live, default, "away")
+    until = datetime.fromisoformat(answer["exit_delay_until"])
+    assert abs((until - armed).total_seconds() - EXIT_DELAY_S) < 2
+    assert _arm(live, none, "away")["exit_delay_until"] is None
+    short_answer = _arm(live, short, "night")
+    assert short_answer["exit_delay_until"] is not None
+    with live.api(default["token"]) as resident:
+        shown = resident.get(f"/api/v1/households/{default['household_id']}").json()
+        assert shown["exit_delay_s"] == EXIT_DELAY_S
+        assert shown["exit_delay_until"] == answer["exit_delay_until"]
+
+    # she walks out at once: within the 30 s exit delay of `default`, none for `none`
+    s_default.publish(EventType.OPEN, datetime.now(UTC)).wait_for_publish(5)
+    s_none.publish(EventType.OPEN, datetime.now(UTC)).wait_for_publish(5)
+    wait_until(lambda: _alerts(live, none["household_id"]), 10, what="intrusion, no exit delay")
+    assert _alerts(live, none["household_id"])[0]["kind"] == "intrusion"
+    # `short`: after her 2 s exit delay an opening counts
+    time.sleep(
+        max(
+            0.0,
+            (
+                datetime.fromisoformat(short_answer["exit_delay_until"]) - datetime.now(UTC)
+            ).total_seconds(),
+        )
+        + 0.3
+    )
+    s_short.publish(EventType.OPEN, datetime.now(UTC)).wait_for_publish(5)
+    wait_until(lambda: _alerts(live, short["household_id"]), 10, what="intrusion after 2 s")
+    time.sleep(2)  # well past the 1 s entry delay of the opening within the exit delay
+    assert _alerts(live, default["household_id"]) == []
+    assert receiver.delivered("/exit-default") == []
+    for s in (s_default, s_none, s_short):
+        s.stop()
