@@ -93,6 +93,18 @@ class AlertTransitionError(AnsimError):
         self.action = action
 
 
+class HelpStandsError(AnsimError):
+    """The resident asked for help on this alert: her own answers no longer move it on (she
+    may be made to press "it was me"); only an operator resolves it (the API answers 409)."""
+
+    def __init__(self, alert_id: str, action: AlertAction) -> None:
+        super().__init__(
+            f"alert {alert_id}: help was asked, so only the control centre can {action.value} it"
+        )
+        self.alert_id = alert_id
+        self.action = action
+
+
 # ---------------------------------------------------------------------------- inputs
 
 
@@ -210,6 +222,7 @@ class AlertView:
     recipients: frozenset[Recipient] = RESIDENT_ONLY
     escalated: bool = False
     resolution: Resolution | None = None
+    help_requested: bool = False  # the resident answered "help": only an operator closes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -698,18 +711,34 @@ def next_state(alert_id: str, state: AlertState, action: AlertAction) -> AlertSt
     return AlertState.ACKNOWLEDGED if action is AlertAction.ACKNOWLEDGE else AlertState.RESOLVED
 
 
-def acknowledge_alert(alert: AlertView, at: datetime, actor: str) -> AlertTransition:
+def _help_stands(alert: AlertView, action: AlertAction, by_resident: bool) -> None:
+    """Once she asked for help, the resident cannot acknowledge or resolve it herself."""
+    if by_resident and alert.help_requested and alert.state is not AlertState.RESOLVED:
+        raise HelpStandsError(alert.alert_id, action)
+
+
+def acknowledge_alert(
+    alert: AlertView, at: datetime, actor: str, by_resident: bool = False
+) -> AlertTransition:
     _require_aware(at)
+    _help_stands(alert, AlertAction.ACKNOWLEDGE, by_resident)
     to = next_state(alert.alert_id, alert.state, AlertAction.ACKNOWLEDGE)
     return AlertTransition(alert.alert_id, alert.state, to, AlertAction.ACKNOWLEDGE, at, actor)
 
 
 def resolve_alert(
-    alert: AlertView, resolution: Resolution, at: datetime, actor: str, household: HouseholdState
+    alert: AlertView,
+    resolution: Resolution,
+    at: datetime,
+    actor: str,
+    household: HouseholdState,
+    by_resident: bool = False,
 ) -> AlertTransition:
     """Resolve (`false_alarm` or `confirmed`). A night_opening's resolution also corrects
-    the routine model: see LearnOpening."""
+    the routine model: see LearnOpening. After a "help" answer only an operator resolves it
+    (`HelpStandsError` when `by_resident`)."""
     _require_aware(at)
+    _help_stands(alert, AlertAction.RESOLVE, by_resident)
     to = next_state(alert.alert_id, alert.state, AlertAction.RESOLVE)
     decisions: tuple[Decision, ...] = ()
     if alert.kind is AlertKind.NIGHT_OPENING:

@@ -28,6 +28,7 @@ from core.engine import (
     AlertAnswered,
     AlertEscalated,
     AlertFolded,
+    AlertHelpAsked,
     AlertRaised,
     Changes,
     EngineConfig,
@@ -87,6 +88,7 @@ def alert_view(r: alert_rows.AlertRow) -> AlertView:
         recipients=recipients,
         escalated=r.escalated_us is not None,
         resolution=Resolution(r.resolution) if r.resolution else None,
+        help_requested=r.help_us is not None,
     )
 
 
@@ -260,6 +262,11 @@ async def save(conn: aiosqlite.Connection, changes: Changes) -> list[str]:
         elif isinstance(a, AlertEscalated):
             await alert_rows.set_alert_state(
                 conn, a.alert_id, str(a.state), to_state=str(a.state), action="escalate",
+                actor=a.actor, now_us=now,
+            )  # fmt: skip
+        elif isinstance(a, AlertHelpAsked):
+            await alert_rows.set_alert_state(
+                conn, a.alert_id, str(a.state), to_state=str(a.state), action="help",
                 actor=a.actor, now_us=now,
             )  # fmt: skip
         elif isinstance(a, AlertAnswered):

@@ -278,9 +278,13 @@ CREATE INDEX IF NOT EXISTS sensors_broker_work ON sensors(broker_state, broker_s
     WHERE broker_state IN ('pending', 'deleting');
 """
 
-# v7 (issue 15, trust): a household's own exit delay in seconds (NULL: ANSIM_EXIT_DELAY_S).
+# v7 (issue 15, trust): a household's own exit delay in seconds (NULL: ANSIM_EXIT_DELAY_S);
+# when and by whom the resident asked for help on an alert (from then on only an operator
+# resolves it).
 SCHEMA_V7 = """
 ALTER TABLE households ADD COLUMN exit_delay_s INTEGER CHECK (exit_delay_s >= 0);
+ALTER TABLE alerts ADD COLUMN help_us INTEGER;
+ALTER TABLE alerts ADD COLUMN help_by TEXT;
 """
 
 MIGRATIONS: list[tuple[int, str]] = [

@@ -127,3 +127,47 @@ def test_exit_delay_walking_out_after_arming_raises_nothing(
     assert receiver.delivered("/exit-default") == []
     for s in (s_default, s_none, s_short):
         s.stop()
+
+
+# ---------------------------------------------------------------------------- help stands
+
+
+def test_help_stands_her_it_was_me_cannot_close_it(live: Stack, receiver: Receiver) -> None:
+    hh, sensor = _household(live, receiver, "/help", exit_delay_s=0)
+    _arm(live, hh, "away")
+    sensor.publish(EventType.OPEN, datetime.now(UTC)).wait_for_publish(5)
+    (alert,) = wait_until(lambda: _alerts(live, hh["household_id"]), 10, what="intrusion")
+    aid = alert["alert_id"]
+    with live.api(hh["token"]) as resident:
+        r = resident.post(f"/api/v1/alerts/{aid}/answer", json={"answer": "help"})
+        assert r.status_code == 200, r.text
+        assert r.json()["help_requested"] is True and r.json()["escalated"] is True
+        # the centre is told at once, and that it is a help request
+        (hook,) = wait_until(
+            lambda: [h for h in receiver.delivered("/centre") if h["json"]["alert_id"] == aid],
+            10,
+            what="help at the centre",
+        )
+        assert hook["json"]["notification"] == "alert.escalated"
+        assert hook["json"]["help_requested"] is True
+        # her later "it was me" (she may be made to press it) does not close it, nor her
+        # own resolve or acknowledge
+        r = resident.post(f"/api/v1/alerts/{aid}/answer", json={"answer": "it_was_me"})
+        assert r.status_code == 409, r.text
+        assert "only the control centre" in r.json()["detail"]
+        for path, body in (("resolve", {"resolution": "false_alarm"}), ("ack", None)):
+            r = resident.post(f"/api/v1/alerts/{aid}/{path}", json=body)
+            assert r.status_code == 409, (path, r.text)
+        shown = resident.get(f"/api/v1/alerts/{aid}").json()
+        assert shown["state"] == "open" and shown["resolution"] is None
+        actions = [h["action"] for h in shown["history"]]
+        assert "help" in actions and "refused" in actions
+        refused = next(h for h in shown["history"] if h["action"] == "refused")
+        assert refused["detail"]["answer"] == "it_was_me"
+    # only an operator resolves it
+    with live.api() as operator:
+        r = operator.post(f"/api/v1/alerts/{aid}/resolve", json={"resolution": "confirmed"})
+        assert r.status_code == 200, r.text
+        assert r.json()["state"] == "resolved" and r.json()["resolution"] == "confirmed"
+        assert r.json()["help_requested"] is True
+    sensor.stop()

@@ -2,23 +2,41 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.engine import EngineConfig, EngineState, EventInput, HouseholdRecord, TickInput, decide
-from core.models import DEFAULT_NIGHT_WINDOW, EventType, Mode
+from core.engine import (
+    AlertAnswered,
+    AlertEscalated,
+    AlertHelpAsked,
+    EngineConfig,
+    EngineState,
+    EventInput,
+    HelpInput,
+    HouseholdRecord,
+    ResolveInput,
+    TickInput,
+    decide,
+)
+from core.models import DEFAULT_NIGHT_WINDOW, AlertKind, AlertState, EventType, Mode, Resolution
 from core.models import SensorStatus as St
 from core.routine import RoutineModel
 from core.rules import (
     AlertPolicy,
+    AlertView,
     CheckKind,
     DoorEvent,
+    HelpStandsError,
     HouseholdState,
     ScheduleCheck,
     SensorState,
+    acknowledge_alert,
     evaluate_event,
+    resolve_alert,
 )
 from core.timeutil import to_us
 
@@ -101,3 +119,79 @@ def test_engine_uses_the_household_exit_delay_over_the_policy(
     )
     kinds = [str(a.kind) for a in changes.alerts if hasattr(a, "kind")]
     assert kinds == raised
+
+
+# ---------------------------------------------------------------------------- help stands
+
+RAISED_AT = ARMED_AT + timedelta(minutes=5)
+
+
+def _view(state: AlertState = AlertState.OPEN, help_requested: bool = False) -> AlertView:
+    return AlertView(
+        "al-1", AlertKind.INTRUSION, state, HH, SID, RAISED_AT, RAISED_AT,
+        help_requested=help_requested,
+    )  # fmt: skip
+
+
+def _state(view: AlertView, escalated: bool = False) -> EngineState:
+    record = replace(_record(None), alerts=(replace(view, escalated=escalated),))
+    return EngineState({HH: record})
+
+
+@pytest.mark.parametrize("by_resident", [True, False])
+@pytest.mark.parametrize("state", [AlertState.OPEN, AlertState.ACKNOWLEDGED])
+def test_after_help_only_an_operator_resolves(by_resident: bool, state: AlertState) -> None:
+    view = _view(state, help_requested=True)
+    house_now = HouseholdState(HH)
+    for resolution in (Resolution.FALSE_ALARM, Resolution.CONFIRMED):
+        if by_resident:
+            with pytest.raises(HelpStandsError):
+                resolve_alert(view, resolution, RAISED_AT, "resident:hh-1", house_now, True)
+        else:
+            t = resolve_alert(view, resolution, RAISED_AT, "operator:x", house_now, False)
+            assert t.to_state is AlertState.RESOLVED and t.resolution is resolution
+    if state is AlertState.OPEN and by_resident:
+        with pytest.raises(HelpStandsError):
+            acknowledge_alert(view, RAISED_AT, "resident:hh-1", by_resident=True)
+
+
+def test_without_help_the_resident_still_resolves_it_was_me() -> None:
+    t = resolve_alert(
+        _view(), Resolution.FALSE_ALARM, RAISED_AT, "resident:hh-1", HouseholdState(HH), True
+    )
+    assert t.to_state is AlertState.RESOLVED
+
+
+def test_engine_help_then_it_was_me_is_refused_and_the_centre_told_once() -> None:
+    now = RAISED_AT + timedelta(seconds=10)
+    helped = decide(_state(_view()), [HelpInput("al-1", HH, "resident:hh-1")],
+                    EngineConfig(centre_url="https://centre.example/h"), now)  # fmt: skip
+    assert [type(a) for a in helped.alerts] == [AlertHelpAsked, AlertEscalated]
+    (centre,) = [o for o in helped.outbox if o.recipient == "centre"]
+    body = json.loads(centre.body)
+    assert body["notification"] == "alert.escalated" and body["help_requested"] is True
+    assert body["reason"] == "the resident asked for help"
+    # the stored alert now says help was asked: her "it was me" is refused...
+    asked = _view(help_requested=True)
+    it_was_me = ResolveInput(asked, Resolution.FALSE_ALARM, "resident:hh-1", now,
+                             HouseholdState(HH), by_resident=True)  # fmt: skip
+    with pytest.raises(HelpStandsError):
+        decide(_state(asked, escalated=True), [it_was_me], EngineConfig(), now)
+    # ... an operator's resolves it; asking again changes nothing
+    by_operator = replace(it_was_me, actor="operator:centre", by_resident=False)
+    done = decide(_state(asked, escalated=True), [by_operator], EngineConfig(), now)
+    assert [a.to_state for a in done.alerts if isinstance(a, AlertAnswered)] == [
+        AlertState.RESOLVED
+    ]
+    again = decide(_state(asked, escalated=True), [HelpInput("al-1", HH, "r")], EngineConfig(), now)
+    assert again.empty
+
+
+def test_engine_help_on_an_escalated_alert_tells_the_centre_it_is_a_help_request() -> None:
+    now = RAISED_AT + timedelta(minutes=4)
+    done = decide(_state(_view(), escalated=True), [HelpInput("al-1", HH, "resident:hh-1")],
+                  EngineConfig(centre_url="https://centre.example/h"), now)  # fmt: skip
+    assert [type(a) for a in done.alerts] == [AlertHelpAsked]
+    (centre,) = done.outbox
+    assert json.loads(centre.body)["notification"] == "alert.help"
+    assert json.loads(centre.body)["help_requested"] is True

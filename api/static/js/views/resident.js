@@ -165,8 +165,9 @@ export function mount(host, me) {
   }
 
   function alertItem(a) {
-    const mine = answered.get(a.alert_id);
-    const canAnswer = a.state !== "resolved";
+    // once she asked for help it stays with the control centre: no more answers of hers
+    const mine = a.help_requested ? "help" : answered.get(a.alert_id);
+    const canAnswer = a.state !== "resolved" && !a.help_requested;
     return h(
       "li",
       { class: `my-alert kind-${a.kind} state-${a.state}`, "data-testid": "my-alert", dataset: { alertId: a.alert_id, state: a.state, kind: a.kind } },
@@ -179,7 +180,7 @@ export function mount(host, me) {
             "div",
             { class: "answer-row" },
             h("button", { type: "button", class: "btn btn-big", "data-testid": "answer-it-was-me", onclick: () => answer(a, "it_was_me") }, t("it_was_me")),
-            !a.escalated ? h("button", { type: "button", class: "btn btn-big btn-danger", "data-testid": "answer-help", onclick: () => answer(a, "help") }, t("help")) : null,
+            h("button", { type: "button", class: "btn btn-big btn-danger", "data-testid": "answer-help", onclick: () => answer(a, "help") }, t("help")),
           )
         : null,
     );
