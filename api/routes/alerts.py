@@ -18,7 +18,7 @@ from api.engine import run_engine
 from api.params import cursor_int, decode_cursor, encode_cursor, id_header
 from api.timefmt import fmt_us, now_us
 from core.engine import AcknowledgeInput, EscalateInput, HelpInput, Input, ResolveInput
-from core.models import AlertKind, AlertState, NightWindow, Resolution, Role
+from core.models import AlertKind, AlertState, NightWindow, Resolution, Role, is_incident
 from core.rules import AlertTransitionError, HelpStandsError, HouseholdState
 from core.storage import alerts as alert_rows
 from core.storage import households
@@ -56,6 +56,8 @@ class AlertPublic(BaseModel):
     # resolves it (her own answers are refused from then on)
     help_requested: bool = False
     help_requested_at: str | None = None
+    # resolved `confirmed` and of a kind about the street: it feeds the segment grades
+    incident: bool = False
 
 
 class AlertPage(BaseModel):
@@ -103,6 +105,7 @@ def _public(r: alert_rows.AlertRow, zone: str = "Asia/Seoul") -> AlertPublic:
         segment_id=r.segment_id,
         help_requested=r.help_us is not None,
         help_requested_at=fmt_us(r.help_us, zone),
+        incident=r.state == "resolved" and is_incident(r.kind, r.resolution),
     )
 
 
@@ -294,7 +297,9 @@ async def acknowledge(
 async def resolve(
     alert_id: str, body: Resolve, db: DbDep, settings: SettingsDep, principal: CurrentPrincipal
 ) -> AlertPublic:
-    """`false_alarm` or `confirmed` (a confirmed alert is an incident for the grades)."""
+    """`false_alarm` or `confirmed`. A confirmed `intrusion` or `night_opening` is an
+    incident for the grades (`incident` in the answer); the other kinds are about the device
+    or the door, and a `confirmed` on them is kept but never feeds the grades."""
     return await _transition(db, settings, principal, alert_id, "resolve", body.resolution)
 
 

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from core.models import EventType
+from core.storage.db import _statements, connect, migrate
+from core.storage.schema import MIGRATIONS
 from simulator.device import VirtualSensor
 from tests.harness import Stack, wait_until
+from tests.integration.grades_helpers import (
+    CENTRE,
+    distance_m,
+    district_subset,
+    midpoint,
+    subset_geojson,
+)
 from tests.receiver import Receiver
 
 EXIT_DELAY_S = 30  # the service's; households below override it
@@ -170,4 +182,105 @@ def test_help_stands_her_it_was_me_cannot_close_it(live: Stack, receiver: Receiv
         assert r.status_code == 200, r.text
         assert r.json()["state"] == "resolved" and r.json()["resolution"] == "confirmed"
         assert r.json()["help_requested"] is True
+    sensor.stop()
+
+
+# ---------------------------------------------------------------------------- incident kinds
+
+
+def test_migration_7_removes_incidents_of_kinds_not_about_the_street(tmp_path: Path) -> None:
+    """From v6: the copies of confirmed battery_low/tamper/... alerts go, the rest stay."""
+    path = tmp_path / "v6.db"
+    with sqlite3.connect(path) as db:
+        for version, script in MIGRATIONS:
+            if version > 6:
+                break
+            for stmt in _statements(script):
+                db.execute(stmt)
+        db.execute("PRAGMA user_version = 6")
+        for i, kind in enumerate(
+            ["intrusion", "night_opening", "battery_low", "tamper", "sensor_offline",
+             "door_left_open", None]
+        ):  # fmt: skip
+            db.execute(
+                "INSERT INTO incidents (incident_id, source_key, lat, lon, occurred_us,"
+                " resolution, kind, recorded_us) VALUES (?,?,37.5,126.9,1,'confirmed',?,1)",
+                (f"inc-{i}", f"al-{i}", kind),
+            )
+
+    async def upgrade() -> None:
+        conn = await connect(path)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(upgrade())
+    with sqlite3.connect(path) as db:
+        kinds = {r[0] for r in db.execute("SELECT kind FROM incidents")}
+        assert db.execute("PRAGMA user_version").fetchone()[0] >= 7
+    assert kinds == {"intrusion", "night_opening", None}
+
+
+def test_only_street_kinds_confirmed_raise_grades(live: Stack, receiver: Receiver) -> None:
+    """A battery_low and a tamper resolved `confirmed` leave every grade alone; a confirmed
+    intrusion on the same segment raises it. (Last in this module: it imports segments.)"""
+    segs = district_subset()
+    home = min((s for s in segs if s.base_grade < 5), key=lambda s: distance_m(midpoint(s), CENTRE))
+    with live.api() as op:
+        assert op.post("/api/v1/segments/import", json=subset_geojson()).status_code == 200
+    lat, lon = midpoint(home)
+    hh, sensor = _household(live, receiver, "/kinds", exit_delay_s=0, lat=lat, lon=lon)
+    assert hh["segment_id"] == home.segment_id
+    sensor.battery = 10
+    sensor.publish(EventType.HEARTBEAT, datetime.now(UTC)).wait_for_publish(5)
+    sensor.publish(EventType.TAMPER, datetime.now(UTC)).wait_for_publish(5)
+    wait_until(
+        lambda: {a["kind"] for a in _alerts(live, hh["household_id"])} >= {"battery_low", "tamper"},
+        10,
+        what="battery_low and tamper",
+    )
+
+    def confirm_all() -> list[dict[str, Any]]:
+        out = []
+        with live.api() as op:
+            for a in _alerts(live, hh["household_id"]):
+                if a["state"] != "resolved":
+                    r = op.post(
+                        f"/api/v1/alerts/{a['alert_id']}/resolve", json={"resolution": "confirmed"}
+                    )
+                    assert r.status_code == 200, r.text
+                    out.append(r.json())
+        return out
+
+    def recompute() -> tuple[dict[str, Any], dict[str, Any]]:
+        with live.api() as op:
+            r = op.post("/api/v1/grades/recompute")
+            assert r.status_code == 200, r.text
+            feats = op.get("/api/v1/segments").json()["features"]
+        props = [f["properties"] for f in feats]
+        (mine,) = [p for p in props if p["segment_id"] == home.segment_id]
+        return r.json(), mine
+
+    before, _ = recompute()
+    resolved = confirm_all()
+    assert {a["kind"] for a in resolved} == {"battery_low", "tamper"}
+    assert all(a["resolution"] == "confirmed" and a["incident"] is False for a in resolved)
+    summary, mine = recompute()
+    assert summary["incidents_confirmed"] == before["incidents_confirmed"]
+    assert mine["grade"] == mine["base_grade"] == home.base_grade
+    assert live.db_scalar("SELECT COUNT(*) FROM incidents WHERE kind != 'intrusion'") == 0
+
+    _arm(live, hh, "away")
+    sensor.publish(EventType.OPEN, datetime.now(UTC)).wait_for_publish(5)
+    wait_until(
+        lambda: any(a["kind"] == "intrusion" for a in _alerts(live, hh["household_id"])),
+        10,
+        what="intrusion",
+    )
+    (intrusion,) = confirm_all()
+    assert intrusion["kind"] == "intrusion" and intrusion["incident"] is True
+    summary, mine = recompute()
+    assert summary["incidents_confirmed"] == before["incidents_confirmed"] + 1
+    assert mine["grade"] > mine["base_grade"]
     sensor.stop()

@@ -22,7 +22,17 @@ from core.engine import (
     TickInput,
     decide,
 )
-from core.models import DEFAULT_NIGHT_WINDOW, AlertKind, AlertState, EventType, Mode, Resolution
+from core.grading import Incident
+from core.models import (
+    DEFAULT_NIGHT_WINDOW,
+    INCIDENT_KINDS,
+    AlertKind,
+    AlertState,
+    EventType,
+    Mode,
+    Resolution,
+    is_incident,
+)
 from core.models import SensorStatus as St
 from core.routine import RoutineModel
 from core.rules import (
@@ -38,6 +48,7 @@ from core.rules import (
     evaluate_event,
     resolve_alert,
 )
+from core.storage.schema import SCHEMA_V7
 from core.timeutil import to_us
 
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -195,3 +206,34 @@ def test_engine_help_on_an_escalated_alert_tells_the_centre_it_is_a_help_request
     (centre,) = done.outbox
     assert json.loads(centre.body)["notification"] == "alert.help"
     assert json.loads(centre.body)["help_requested"] is True
+
+
+# ---------------------------------------------------------------------------- incident kinds
+
+
+@pytest.mark.parametrize(
+    ("kind", "resolution", "incident"),
+    [
+        (AlertKind.INTRUSION, Resolution.CONFIRMED, True),
+        (AlertKind.NIGHT_OPENING, "confirmed", True),
+        (AlertKind.INTRUSION, Resolution.FALSE_ALARM, False),
+        (AlertKind.NIGHT_OPENING, None, False),
+        (AlertKind.BATTERY_LOW, Resolution.CONFIRMED, False),
+        (AlertKind.SENSOR_OFFLINE, Resolution.CONFIRMED, False),
+        (AlertKind.TAMPER, Resolution.CONFIRMED, False),
+        ("door_left_open", "confirmed", False),
+    ],
+)
+def test_only_street_kinds_confirmed_are_incidents(
+    kind: AlertKind | str, resolution: Resolution | str | None, incident: bool
+) -> None:
+    assert is_incident(kind, resolution) is incident
+    inc = Incident.from_resolution("i", 37.5, 126.9, ARMED_AT, resolution, kind)
+    assert inc.confirmed is incident
+
+
+def test_incident_kinds_and_the_v7_repair_agree() -> None:
+    assert {str(k) for k in INCIDENT_KINDS} == {"intrusion", "night_opening"}
+    assert "kind NOT IN ('intrusion', 'night_opening')" in SCHEMA_V7
+    # a row whose kind is not known: its resolution alone decides (as before)
+    assert Incident.from_resolution("i", 37.5, 126.9, ARMED_AT, "confirmed").confirmed
