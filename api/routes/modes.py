@@ -75,18 +75,19 @@ async def set_mode(
     principal: CurrentPrincipal,
 ) -> ModeState:
     """Arm or disarm. In `replay` mode `at` (RFC 3339) places the change on the event
-    clock; in `live` mode the server's time is used."""
+    clock, and without `at` it goes right after the household's latest stored event (before
+    any event when it has none), so it governs every message that arrives after it; in
+    `live` mode the server's time is used."""
     ensure_household_access(principal, household_id)
     hh = await households.get_household(db.reader, household_id)
     if hh is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"household {household_id!r} not found")
     recorded = now_us()
-    at_us = (
-        to_us(body.at)
-        if body.at is not None and settings.time_mode is TimeMode.REPLAY
-        else recorded
-    )
+    replay = settings.time_mode is TimeMode.REPLAY
+    at_us = to_us(body.at) if body.at is not None and replay else recorded
     async with db.write() as conn:
+        if replay and body.at is None:  # on the event clock, never the wall clock
+            at_us = await modes.replay_mode_time(conn, household_id)
         changed = await modes.set_mode(
             conn, household_id, str(body.mode), at_us, recorded, principal.actor
         )

@@ -6,7 +6,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +284,64 @@ def test_only_street_kinds_confirmed_raise_grades(live: Stack, receiver: Receive
     assert summary["incidents_confirmed"] == before["incidents_confirmed"] + 1
     assert mine["grade"] > mine["base_grade"]
     sensor.stop()
+
+
+# ---------------------------------------------------------------------------- replay mode
+
+
+@pytest.fixture(scope="module")
+def replay(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[Stack]:
+    s = Stack(
+        tmp_path_factory.mktemp("trust-replay"),
+        ANSIM_TIME_MODE="replay",
+        ANSIM_RULES_TICK_MS="200",
+        ANSIM_ESCALATION_DELAY_S="600",
+    )
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+def test_replay_mode_change_without_at_goes_on_the_event_clock(
+    replay: Stack, receiver: Receiver
+) -> None:
+    """A replay of October: `away` set (today, on the wall clock) without `at` governs the
+    replayed openings that come after it — for a household with events already, and for
+    one with none yet."""
+    october = datetime(2026, 10, 6, 4, 0, tzinfo=UTC)  # 13:00 in Seoul: no night rules
+    seen, s_seen = _household(replay, receiver, "/replay-seen")
+    fresh, s_fresh = _household(replay, receiver, "/replay-fresh")
+    s_seen.publish(EventType.OPEN, october).wait_for_publish(5)
+    s_seen.publish(EventType.CLOSE, october + timedelta(seconds=20)).wait_for_publish(5)
+    with replay.api() as op:
+        wait_until(
+            lambda: len(op.get(f"/api/v1/sensors/{s_seen.sensor_id}/events").json()["data"]) == 2,
+            10,
+            what="October events stored",
+        )
+    answer = _arm(replay, seen, "away")
+    since = datetime.fromisoformat(answer["since"])
+    assert since == october + timedelta(seconds=20)  # shown to the millisecond
+    stored = replay.db_scalar(
+        "SELECT MAX(at_us) FROM mode_changes WHERE household_id = ?", seen["household_id"]
+    )
+    assert stored == int((october + timedelta(seconds=20)).timestamp() * 1_000_000) + 1
+    # the exit delay (60 s) runs on the event clock from there
+    until = datetime.fromisoformat(answer["exit_delay_until"])
+    assert until - since == timedelta(seconds=60)
+    fresh_since = datetime.fromisoformat(_arm(replay, fresh, "away")["since"])
+    assert fresh_since < october  # before any event at all
+
+    # five replayed minutes later the door opens; a heartbeat later moves the event clock
+    # past the entry delay
+    for sensor in (s_seen, s_fresh):
+        sensor.publish(EventType.OPEN, october + timedelta(minutes=5)).wait_for_publish(5)
+    for sensor in (s_seen, s_fresh):
+        sensor.publish(EventType.HEARTBEAT, october + timedelta(minutes=6)).wait_for_publish(5)
+    for hh in (seen, fresh):
+        (alert,) = wait_until(lambda h=hh: _alerts(replay, h["household_id"]), 15, what="intrusion")
+        assert alert["kind"] == "intrusion"
+    for sensor in (s_seen, s_fresh):
+        sensor.stop()

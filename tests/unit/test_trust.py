@@ -34,6 +34,7 @@ from core.models import (
     is_incident,
 )
 from core.models import SensorStatus as St
+from core.replay_clock import replay_mode_at
 from core.routine import RoutineModel
 from core.rules import (
     AlertPolicy,
@@ -237,3 +238,22 @@ def test_incident_kinds_and_the_v7_repair_agree() -> None:
     assert "kind NOT IN ('intrusion', 'night_opening')" in SCHEMA_V7
     # a row whose kind is not known: its resolution alone decides (as before)
     assert Incident.from_resolution("i", 37.5, 126.9, ARMED_AT, "confirmed").confirmed
+
+
+# ---------------------------------------------------------------------------- replay mode changes
+
+
+@pytest.mark.parametrize(
+    ("latest_event_us", "latest_mode_us", "at_us"),
+    [
+        (None, None, 0),  # nothing yet: before any event at all
+        (1_000, None, 1_001),  # right after her latest event
+        (1_000, 5_000, 5_001),  # after her latest mode change, so the new one is in force
+        (9_000, 5_000, 9_001),
+        (None, 7, 8),
+    ],
+)
+def test_replay_mode_change_without_at_goes_right_after_her_latest_event(
+    latest_event_us: int | None, latest_mode_us: int | None, at_us: int
+) -> None:
+    assert replay_mode_at(latest_event_us, latest_mode_us) == at_us
