@@ -6,6 +6,8 @@ import { t } from "../i18n.js";
 import { AlertList, escalatedBadge, kindLabel, stateBadge } from "./alertcommon.js";
 
 const MODES = ["disarmed", "home", "night", "away"];
+// "it was me" makes no sense for these (the sensor's own fault or its battery): help only
+const NO_IT_WAS_ME = new Set(["tamper", "battery_low"]);
 
 export function mount(host, me) {
   const hid = me.household_id;
@@ -179,7 +181,7 @@ export function mount(host, me) {
         ? h(
             "div",
             { class: "answer-row" },
-            h("button", { type: "button", class: "btn btn-big", "data-testid": "answer-it-was-me", onclick: () => answer(a, "it_was_me") }, t("it_was_me")),
+            NO_IT_WAS_ME.has(a.kind) ? null : h("button", { type: "button", class: "btn btn-big", "data-testid": "answer-it-was-me", onclick: () => answer(a, "it_was_me") }, t("it_was_me")),
             h("button", { type: "button", class: "btn btn-big btn-danger", "data-testid": "answer-help", onclick: () => answer(a, "help") }, t("help")),
           )
         : null,
