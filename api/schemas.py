@@ -19,6 +19,9 @@ class HouseholdCreate(BaseModel):
     timezone: str = "Asia/Seoul"
     night_window: str = "23:00-06:00"
     webhook_url: AnyHttpUrl | None = None
+    # after arming away/night, openings within this many seconds do not count (null: the
+    # service's ANSIM_EXIT_DELAY_S)
+    exit_delay_s: Annotated[int | None, Field(ge=0, le=3600)] = None
 
     @field_validator("timezone")
     @classmethod
@@ -44,6 +47,7 @@ class HouseholdCreated(BaseModel):
     webhook_secret: str | None = None
     timezone: str
     night_window: str
+    exit_delay_s: int | None = None
 
 
 class SensorCreate(BaseModel):

@@ -16,7 +16,9 @@ Inputs are handled in the order given, each household seeing what earlier inputs
 - `StatusInput`  a broker status (Last Will / online);
 - `TickInput`    every loaded household's timers, escalations and silent sensors at `now`;
 - `ModeChangeInput`  a recorded arming/disarming;
-- `AcknowledgeInput`, `ResolveInput`, `EscalateInput`  an operator's or resident's answer.
+- `AcknowledgeInput`, `ResolveInput`, `EscalateInput`  an operator's or resident's answer;
+- `HelpInput`    the resident's "help": escalated at once, and from then on her own
+                 acknowledge/resolve is refused (`HelpStandsError`): only an operator closes it.
 
 The household's mode is taken *as of the event time* from its mode history, so a resident
 who disarms a few seconds after opening the door is judged the same whether the engine
@@ -32,7 +34,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -89,6 +91,7 @@ class HouseholdRecord:
     checks: Mapping[str, PendingCheck] = field(default_factory=dict)
     alerts: tuple[AlertView, ...] = ()
     routine: RoutineModel | None = None
+    exit_delay: timedelta | None = None  # the household's own; None: the policy's
 
     def state_at(self, at: datetime) -> HouseholdState:
         """The household as of `at`: the last mode change at or before it."""
@@ -107,6 +110,7 @@ class HouseholdRecord:
             mode_since=None if since is None else from_us(since),
             timezone=self.timezone,
             night_window=self.night_window,
+            exit_delay=self.exit_delay,
         )
 
 
@@ -158,6 +162,7 @@ class AcknowledgeInput:
     alert: AlertView
     actor: str
     at: datetime
+    by_resident: bool = False  # refused after a "help" answer (HelpStandsError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +172,17 @@ class ResolveInput:
     actor: str
     at: datetime
     household: HouseholdState
+    by_resident: bool = False  # refused after a "help" answer (HelpStandsError)
+
+
+@dataclass(frozen=True, slots=True)
+class HelpInput:
+    """The resident answered "help": the alert goes to the control centre at once (told that
+    it is a help request even when it was escalated already) and stays with it."""
+
+    alert_id: str
+    household_id: str
+    actor: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +201,7 @@ Input = (
     | AcknowledgeInput
     | ResolveInput
     | EscalateInput
+    | HelpInput
 )
 
 # ---------------------------------------------------------------------------- changes
@@ -235,7 +252,16 @@ class AlertAnswered:
     resolution: Resolution | None = None
 
 
-AlertChange = AlertRaised | AlertFolded | AlertEscalated | AlertAnswered
+@dataclass(frozen=True, slots=True)
+class AlertHelpAsked:
+    """The resident asked for help on the alert (its state is unchanged)."""
+
+    alert_id: str
+    state: AlertState
+    actor: str
+
+
+AlertChange = AlertRaised | AlertFolded | AlertEscalated | AlertAnswered | AlertHelpAsked
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,16 +377,22 @@ class _Run:
         elif isinstance(item, ModeChangeInput):
             self.on_mode_change(item)
         elif isinstance(item, AcknowledgeInput):
-            t = acknowledge_alert(item.alert, item.at, item.actor)
+            t = acknowledge_alert(item.alert, item.at, item.actor, item.by_resident)
             self.alerts.append(AlertAnswered(t.alert_id, t.from_state, t.to_state, t.actor))
         elif isinstance(item, ResolveInput):
-            t = resolve_alert(item.alert, item.resolution, item.at, item.actor, item.household)
+            t = resolve_alert(
+                item.alert, item.resolution, item.at, item.actor, item.household, item.by_resident
+            )
             self.alerts.append(
                 AlertAnswered(t.alert_id, t.from_state, t.to_state, t.actor, t.resolution)
             )
             resolved_in = self.households.get(item.alert.household_id)
             if resolved_in is not None:
                 self.apply(resolved_in, list(t.decisions))
+        elif isinstance(item, HelpInput):
+            helped_in = self.households.get(item.household_id)
+            if helped_in is not None:
+                self.ask_help(helped_in, item.alert_id, item.actor)
         else:
             escalated_in = self.households.get(item.household_id)
             if escalated_in is not None:
@@ -468,7 +500,26 @@ class _Run:
         facts = self._facts(h, alert_id, str(d.kind), "open", d.sensor_id, d.event_at, d.reason)
         self._notify(h, facts, "alert.raised", {str(x) for x in d.recipients})
 
-    def escalate(self, h: _Household, alert_id: str, actor: str, reason: str) -> None:
+    def ask_help(self, h: _Household, alert_id: str, actor: str) -> None:
+        view = next((a for a in h.alerts if a.alert_id == alert_id), None)
+        if view is None or view.help_requested or view.state is AlertState.RESOLVED:
+            return
+        self.alerts.append(AlertHelpAsked(alert_id, view.state, actor))
+        h.alerts = [replace(a, help_requested=True) if a.alert_id == alert_id else a
+                    for a in h.alerts]  # fmt: skip
+        reason = "the resident asked for help"
+        if not view.escalated:
+            self.escalate(h, alert_id, actor, reason, help_requested=True)
+            return
+        facts = self._facts(
+            h, alert_id, str(view.kind), str(view.state), view.sensor_id, view.event_at, reason,
+            escalated=True, help_requested=True,
+        )  # fmt: skip
+        self._notify(h, facts, "alert.help", {"centre"})
+
+    def escalate(
+        self, h: _Household, alert_id: str, actor: str, reason: str, help_requested: bool = False
+    ) -> None:
         view = next((a for a in h.alerts if a.alert_id == alert_id), None)
         if view is None or view.escalated or view.state is AlertState.RESOLVED:
             return
@@ -481,12 +532,13 @@ class _Run:
         ]
         facts = self._facts(
             h, alert_id, str(view.kind), str(view.state), view.sensor_id, view.event_at, reason,
-            escalated=True,
+            escalated=True, help_requested=help_requested or view.help_requested,
         )  # fmt: skip
         self._notify(h, facts, "alert.escalated", {"centre"})
 
     def _facts(self, h: _Household, alert_id: str, kind: str, state: str, sensor_id: str,
-               event_at: datetime, reason: str, escalated: bool = False) -> AlertFacts:  # fmt: skip
+               event_at: datetime, reason: str, escalated: bool = False,
+               help_requested: bool = False) -> AlertFacts:  # fmt: skip
         return AlertFacts(
             alert_id=alert_id,
             kind=kind,
@@ -496,6 +548,7 @@ class _Run:
             event_ts=rfc3339(event_at.astimezone(ZoneInfo(h.record.timezone))),
             reason=reason,
             escalated=escalated,
+            help_requested=help_requested,
         )
 
     def _notify(self, h: _Household, facts: AlertFacts, what: str, to: set[str]) -> None:

@@ -46,7 +46,7 @@ import numpy.typing as npt
 import shapely
 
 from core.geo import MAX_GRADE, MIN_GRADE, Segment, SegmentIndex
-from core.models import Resolution
+from core.models import AlertKind, Resolution, is_incident
 
 __all__ = [
     "DEFAULT_K",
@@ -143,9 +143,14 @@ class Incident:
         lon: float,
         occurred_at: datetime,
         resolution: Resolution | str | None,
+        kind: AlertKind | str | None = None,
     ) -> Incident:
-        """An incident from an alert's resolution; anything but `confirmed` never counts."""
-        return cls(incident_id, lat, lon, occurred_at, resolution == Resolution.CONFIRMED)
+        """An incident from an alert's resolution; anything but `confirmed` never counts, nor
+        does an alert of a kind that is not about the street (`core.models.INCIDENT_KINDS`;
+        `kind` None: not known, the resolution alone decides)."""
+        if kind is None:
+            return cls(incident_id, lat, lon, occurred_at, resolution == Resolution.CONFIRMED)
+        return cls(incident_id, lat, lon, occurred_at, is_incident(kind, resolution))
 
 
 @dataclass(frozen=True, slots=True)

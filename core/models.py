@@ -64,6 +64,19 @@ class Resolution(enum.StrEnum):
     CONFIRMED = "confirmed"
 
 
+# The kinds about safety on the street around her door (docs/grading.md "What counts"): a
+# confirmed one is an incident that feeds the segment grades. The others are about the
+# device or the door itself (door_left_open, tamper, sensor_offline, battery_low): confirming
+# them says "yes, that happened", never that the street is less safe. (`help` and `duress`,
+# when they exist, belong here.)
+INCIDENT_KINDS = frozenset({AlertKind.INTRUSION, AlertKind.NIGHT_OPENING})
+
+
+def is_incident(kind: AlertKind | str, resolution: Resolution | str | None) -> bool:
+    """A resolved alert that feeds the grades: `confirmed`, and of an incident kind."""
+    return resolution == Resolution.CONFIRMED and kind in INCIDENT_KINDS
+
+
 @dataclass(frozen=True, slots=True)
 class NightWindow:
     """A local-time window that may cross midnight, e.g. 23:00-06:00."""

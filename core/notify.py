@@ -84,6 +84,7 @@ class AlertFacts:
     reason: str
     escalated: bool = False
     resolution: str | None = None
+    help_requested: bool = False  # the resident answered "help" (said only when true)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,8 @@ def build_notifications(
         }
         if facts.resolution:
             payload["resolution"] = facts.resolution
+        if facts.help_requested:
+            payload["help_requested"] = True
         items.append(
             OutboxItem(
                 notification_id=f"{facts.alert_id}.{notification}.{recipient}",

@@ -43,3 +43,13 @@ class ReplayClock:
 
     def is_held(self, sensor_id: str) -> bool:
         return sensor_id in self.held
+
+
+def replay_mode_at(latest_event_us: int | None, latest_mode_us: int | None) -> int:
+    """Replay mode: the event-clock time of a mode change sent without `at` — right after
+    the household's latest stored event (and after its latest mode change, so it is the one
+    in force), so that it governs every message that arrives after it; 0 (before any event
+    at all) when the household has neither yet. Never the wall clock: in a replay of
+    October an `away` set in December would govern nothing."""
+    known = [t for t in (latest_event_us, latest_mode_us) if t is not None]
+    return max(known) + 1 if known else 0

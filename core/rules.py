@@ -93,6 +93,18 @@ class AlertTransitionError(AnsimError):
         self.action = action
 
 
+class HelpStandsError(AnsimError):
+    """The resident asked for help on this alert: her own answers no longer move it on (she
+    may be made to press "it was me"); only an operator resolves it (the API answers 409)."""
+
+    def __init__(self, alert_id: str, action: AlertAction) -> None:
+        super().__init__(
+            f"alert {alert_id}: help was asked, so only the control centre can {action.value} it"
+        )
+        self.alert_id = alert_id
+        self.action = action
+
+
 # ---------------------------------------------------------------------------- inputs
 
 
@@ -101,7 +113,9 @@ class AlertPolicy:
     """Delays and limits of the rules; the defaults are SPEC's."""
 
     entry_delay: timedelta = timedelta(seconds=30)
-    # Openings this soon after arming are the resident leaving (0: off, as SPEC names none).
+    # Openings this soon after arming `away`/`night` are the resident leaving (SPEC: 60 s;
+    # 0 here so the bare rules keep judging every armed opening; ANSIM_EXIT_DELAY_S sets it).
+    # A household's own `HouseholdState.exit_delay` overrides it.
     exit_delay: timedelta = timedelta(0)
     door_left_open_after: timedelta = timedelta(minutes=10)
     escalation_delay: timedelta = timedelta(minutes=3)
@@ -149,6 +163,7 @@ class HouseholdState:
     mode_since: datetime | None = None
     timezone: str = "Asia/Seoul"
     night_window: NightWindow = DEFAULT_NIGHT_WINDOW
+    exit_delay: timedelta | None = None  # the household's own; None: the policy's
 
     @property
     def zone(self) -> ZoneInfo:
@@ -163,6 +178,14 @@ class HouseholdState:
 
     def is_night(self, at: datetime) -> bool:
         return self.night_window.contains(self.local(at).time())
+
+    def exit_delay_for(self, policy: AlertPolicy) -> timedelta:
+        return self.exit_delay if self.exit_delay is not None else policy.exit_delay
+
+    def in_exit_delay(self, at: datetime, policy: AlertPolicy) -> bool:
+        """Armed, and `at` within the exit delay that the arming started."""
+        since = self.mode_since
+        return self.armed and since is not None and at < since + self.exit_delay_for(policy)
 
     def armed_at(self, at: datetime) -> bool:
         """Armed at `at`, as far as the current mode tells (it must predate `at`)."""
@@ -199,6 +222,7 @@ class AlertView:
     recipients: frozenset[Recipient] = RESIDENT_ONLY
     escalated: bool = False
     resolution: Resolution | None = None
+    help_requested: bool = False  # the resident answered "help": only an operator closes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,9 +393,9 @@ def _on_open(
         due = at + policy.door_left_open_after
         out.append(ScheduleCheck(_check(CheckKind.DOOR_LEFT_OPEN, event, due)))
     if household.armed:
-        # A late event from before the current mode was set is not judged by it.
-        since = household.mode_since
-        if since is None or since + policy.exit_delay <= at:
+        # A late event from before the current mode was set is not judged by it, nor is an
+        # opening within the exit delay that arming started (she is walking out).
+        if not household.in_exit_delay(at, policy):
             due = at + policy.entry_delay
             out.append(ScheduleCheck(_check(CheckKind.ENTRY_DELAY, event, due)))
         return out
@@ -687,18 +711,34 @@ def next_state(alert_id: str, state: AlertState, action: AlertAction) -> AlertSt
     return AlertState.ACKNOWLEDGED if action is AlertAction.ACKNOWLEDGE else AlertState.RESOLVED
 
 
-def acknowledge_alert(alert: AlertView, at: datetime, actor: str) -> AlertTransition:
+def _help_stands(alert: AlertView, action: AlertAction, by_resident: bool) -> None:
+    """Once she asked for help, the resident cannot acknowledge or resolve it herself."""
+    if by_resident and alert.help_requested and alert.state is not AlertState.RESOLVED:
+        raise HelpStandsError(alert.alert_id, action)
+
+
+def acknowledge_alert(
+    alert: AlertView, at: datetime, actor: str, by_resident: bool = False
+) -> AlertTransition:
     _require_aware(at)
+    _help_stands(alert, AlertAction.ACKNOWLEDGE, by_resident)
     to = next_state(alert.alert_id, alert.state, AlertAction.ACKNOWLEDGE)
     return AlertTransition(alert.alert_id, alert.state, to, AlertAction.ACKNOWLEDGE, at, actor)
 
 
 def resolve_alert(
-    alert: AlertView, resolution: Resolution, at: datetime, actor: str, household: HouseholdState
+    alert: AlertView,
+    resolution: Resolution,
+    at: datetime,
+    actor: str,
+    household: HouseholdState,
+    by_resident: bool = False,
 ) -> AlertTransition:
     """Resolve (`false_alarm` or `confirmed`). A night_opening's resolution also corrects
-    the routine model: see LearnOpening."""
+    the routine model: see LearnOpening. After a "help" answer only an operator resolves it
+    (`HelpStandsError` when `by_resident`)."""
     _require_aware(at)
+    _help_stands(alert, AlertAction.RESOLVE, by_resident)
     to = next_state(alert.alert_id, alert.state, AlertAction.RESOLVE)
     decisions: tuple[Decision, ...] = ()
     if alert.kind is AlertKind.NIGHT_OPENING:

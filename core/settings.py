@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     # of retired sensors that an outage left behind)
     sensor_broker_sweep_interval_s: int = Field(default=60, ge=1)
 
+    # --- issue 15 (trust): alerts a resident can trust ---
+    # arming `away`/`night` starts an exit delay: openings within it do not count (the
+    # resident walking out); a household's own `exit_delay_s` overrides it (0: none)
+    exit_delay_s: int = Field(default=60, ge=0, le=3600)
+
     @field_validator("data_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

@@ -17,9 +17,9 @@ from api.deps import CurrentPrincipal, DbDep, Operator, SettingsDep, ensure_hous
 from api.engine import run_engine
 from api.params import cursor_int, decode_cursor, encode_cursor, id_header
 from api.timefmt import fmt_us, now_us
-from core.engine import AcknowledgeInput, EscalateInput, Input, ResolveInput
-from core.models import AlertKind, AlertState, NightWindow, Resolution, Role
-from core.rules import AlertTransitionError, HouseholdState
+from core.engine import AcknowledgeInput, EscalateInput, HelpInput, Input, ResolveInput
+from core.models import AlertKind, AlertState, NightWindow, Resolution, Role, is_incident
+from core.rules import AlertTransitionError, HelpStandsError, HouseholdState
 from core.storage import alerts as alert_rows
 from core.storage import households
 from core.storage.alert_state import alert_view
@@ -52,6 +52,12 @@ class AlertPublic(BaseModel):
     resolved_at: str | None
     resolved_by: str | None
     segment_id: str | None
+    # the resident answered "help": it stays with the control centre until an operator
+    # resolves it (her own answers are refused from then on)
+    help_requested: bool = False
+    help_requested_at: str | None = None
+    # resolved `confirmed` and of a kind about the street: it feeds the segment grades
+    incident: bool = False
 
 
 class AlertPage(BaseModel):
@@ -97,6 +103,9 @@ def _public(r: alert_rows.AlertRow, zone: str = "Asia/Seoul") -> AlertPublic:
         resolved_at=fmt_us(r.resolved_us, zone),
         resolved_by=r.resolved_by,
         segment_id=r.segment_id,
+        help_requested=r.help_us is not None,
+        help_requested_at=fmt_us(r.help_us, zone),
+        incident=r.state == "resolved" and is_incident(r.kind, r.resolution),
     )
 
 
@@ -222,39 +231,57 @@ async def _transition(
     settings: SettingsDep,
     principal: Principal,
     alert_id: str,
-    action: Literal["acknowledge", "resolve", "escalate"],
+    action: Literal["acknowledge", "resolve", "escalate", "help"],
     resolution: Resolution | None = None,
+    answer: str | None = None,
 ) -> AlertPublic:
     await _alert_for(db, principal, alert_id)
     at = from_us(now_us())
+    by_resident = principal.role is Role.RESIDENT
+    refused: HelpStandsError | None = None
     async with db.write() as conn:
         row = await alert_rows.get_alert(conn, alert_id)
         assert row is not None
         item: Input
-        if action == "escalate":
+        if action in ("escalate", "help"):
             if row.state == "resolved":
                 raise HTTPException(status.HTTP_409_CONFLICT, f"alert {alert_id} is resolved")
-            item = EscalateInput(
-                alert_id, row.household_id, principal.actor, f"escalated by {principal.actor}"
+            item = (
+                HelpInput(alert_id, row.household_id, principal.actor)
+                if action == "help"
+                else EscalateInput(
+                    alert_id, row.household_id, principal.actor, f"escalated by {principal.actor}"
+                )
             )
         elif action == "acknowledge":
-            item = AcknowledgeInput(alert_view(row), principal.actor, at)
+            item = AcknowledgeInput(alert_view(row), principal.actor, at, by_resident)
         else:
             assert resolution is not None
             hh = await households.get_household(conn, row.household_id)
             item = ResolveInput(alert_view(row), resolution, principal.actor, at,
-                                _household_state(hh, row.household_id))  # fmt: skip
+                                _household_state(hh, row.household_id), by_resident)  # fmt: skip
         try:
             done = await run_engine(conn, settings, row.household_id, [item])
         except AlertTransitionError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-        if (
+        except HelpStandsError as exc:
+            # nothing was decided; her answer is kept in the alert's history (the centre sees
+            # she pressed it after asking for help: made to, or changed her mind)
+            refused = exc
+            await alert_rows.add_transition(
+                conn, alert_id, now_us(), principal.actor, "refused", row.state, row.state,
+                {"action": str(exc.action), "answer": answer or action,
+                 "why": "help was asked: only an operator resolves it"},
+            )  # fmt: skip
+        if refused is None and (
             action == "escalate"
             and row.household_id in done.state.households  # unenrolled: left as it is
             and alert_id not in done.changes.escalated
         ):
             raise HTTPException(status.HTTP_409_CONFLICT, f"alert {alert_id} is already escalated")
         updated = await alert_rows.get_alert(conn, alert_id)
+    if refused is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(refused))
     assert updated is not None
     return _public(updated)
 
@@ -270,7 +297,9 @@ async def acknowledge(
 async def resolve(
     alert_id: str, body: Resolve, db: DbDep, settings: SettingsDep, principal: CurrentPrincipal
 ) -> AlertPublic:
-    """`false_alarm` or `confirmed` (a confirmed alert is an incident for the grades)."""
+    """`false_alarm` or `confirmed`. A confirmed `intrusion` or `night_opening` is an
+    incident for the grades (`incident` in the answer); the other kinds are about the device
+    or the door, and a `confirmed` on them is kept but never feeds the grades."""
     return await _transition(db, settings, principal, alert_id, "resolve", body.resolution)
 
 
@@ -288,15 +317,14 @@ async def answer(
     alert_id: str, body: Answer, db: DbDep, settings: SettingsDep, principal: CurrentPrincipal
 ) -> AlertPublic:
     """The resident's answer: "it was me" resolves it as a false alarm (and teaches her
-    routine); "help" escalates it to the control centre at once."""
+    routine); "help" escalates it to the control centre at once (told it is a help request
+    even when it was escalated already). Once she asked for help her own answers are
+    refused with 409 (kept in the alert's history): only an operator resolves it."""
     if body.answer == "it_was_me":
         return await _transition(
-            db, settings, principal, alert_id, "resolve", Resolution.FALSE_ALARM
+            db, settings, principal, alert_id, "resolve", Resolution.FALSE_ALARM, body.answer
         )
-    row = await _alert_for(db, principal, alert_id)
-    if row.escalated_us is not None:
-        return _public(row)
-    return await _transition(db, settings, principal, alert_id, "escalate")
+    return await _transition(db, settings, principal, alert_id, "help", answer=body.answer)
 
 
 @router.get("/{alert_id}/notifications")

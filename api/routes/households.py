@@ -75,6 +75,7 @@ async def enrol_household(
             webhook_secret=webhook_secret,
             segment_id=segment_id,
             now_us=now,
+            exit_delay_s=body.exit_delay_s,
         )
         await tokens.insert_token(
             conn, token, Role.RESIDENT, now, household_id=household_id, label="resident"
@@ -82,7 +83,7 @@ async def enrol_household(
         await audit.record(
             conn, now, operator.actor, "household.enrol", household_id,
             {"timezone": body.timezone, "night_window": body.night_window,
-             "webhook": body.webhook_url is not None},
+             "webhook": body.webhook_url is not None, "exit_delay_s": body.exit_delay_s},
         )  # fmt: skip
     return HouseholdCreated(
         household_id=household_id,
@@ -91,6 +92,7 @@ async def enrol_household(
         webhook_secret=webhook_secret,
         timezone=body.timezone,
         night_window=body.night_window,
+        exit_delay_s=body.exit_delay_s,
     )
 
 

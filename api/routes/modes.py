@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, status
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.deps import CurrentPrincipal, DbDep, SettingsDep, ensure_household_access
 from api.engine import run_engine
 from api.timefmt import fmt_us, now_us
 from core.engine import ModeChangeInput
 from core.models import Mode, TimeMode
-from core.storage import households, modes, sensors
+from core.rules import ARMED_MODES
+from core.settings import Settings
+from core.storage import audit, households, modes, sensors
 from core.timeutil import from_us, to_us
 
 router = APIRouter(prefix="/api/v1/households", tags=["households"])
@@ -38,6 +40,30 @@ class ModeState(BaseModel):
     mode: Mode
     since: str
     changed: bool
+    # armed away/night: until when openings do not count (the resident view counts it down)
+    exit_delay_until: str | None = None
+
+
+class HouseholdUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # seconds after arming away/night during which openings do not count (null: the
+    # service's ANSIM_EXIT_DELAY_S)
+    exit_delay_s: Annotated[int | None, Field(ge=0, le=3600)]
+
+
+def _exit_delay_s(hh: households.HouseholdRow, settings: Settings) -> int:
+    return hh.exit_delay_s if hh.exit_delay_s is not None else settings.exit_delay_s
+
+
+def _exit_delay_until(
+    mode: Mode | str, armed_us: int, hh: households.HouseholdRow, settings: Settings
+) -> str | None:
+    """When the exit delay of an arming at `armed_us` ends (None: not armed, or no delay)."""
+    delay = _exit_delay_s(hh, settings)
+    if Mode(mode) not in ARMED_MODES or delay <= 0:
+        return None
+    return fmt_us(armed_us + delay * 1_000_000, hh.timezone)
 
 
 @router.put("/{household_id}/mode", response_model=ModeState)
@@ -49,18 +75,19 @@ async def set_mode(
     principal: CurrentPrincipal,
 ) -> ModeState:
     """Arm or disarm. In `replay` mode `at` (RFC 3339) places the change on the event
-    clock; in `live` mode the server's time is used."""
+    clock, and without `at` it goes right after the household's latest stored event (before
+    any event when it has none), so it governs every message that arrives after it; in
+    `live` mode the server's time is used."""
     ensure_household_access(principal, household_id)
     hh = await households.get_household(db.reader, household_id)
     if hh is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"household {household_id!r} not found")
     recorded = now_us()
-    at_us = (
-        to_us(body.at)
-        if body.at is not None and settings.time_mode is TimeMode.REPLAY
-        else recorded
-    )
+    replay = settings.time_mode is TimeMode.REPLAY
+    at_us = to_us(body.at) if body.at is not None and replay else recorded
     async with db.write() as conn:
+        if replay and body.at is None:  # on the event clock, never the wall clock
+            at_us = await modes.replay_mode_time(conn, household_id)
         changed = await modes.set_mode(
             conn, household_id, str(body.mode), at_us, recorded, principal.actor
         )
@@ -74,12 +101,32 @@ async def set_mode(
         mode=body.mode,
         since=fmt_us(at_us if changed else hh.mode_since_us, hh.timezone) or "",
         changed=changed,
+        # every arming (even of the mode already set) starts the exit delay anew
+        exit_delay_until=_exit_delay_until(body.mode, at_us, hh, settings),
     )
+
+
+@router.patch("/{household_id}")
+async def update_household(
+    household_id: str,
+    body: HouseholdUpdate,
+    db: DbDep,
+    settings: SettingsDep,
+    principal: CurrentPrincipal,
+) -> dict[str, Any]:
+    """Change the household's own settings: `exit_delay_s` (null: the service's default)."""
+    ensure_household_access(principal, household_id)
+    async with db.write() as conn:
+        if not await households.set_exit_delay(conn, household_id, body.exit_delay_s):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"household {household_id!r} not found")
+        await audit.record(conn, now_us(), principal.actor, "household.update", household_id,
+                           {"exit_delay_s": body.exit_delay_s})  # fmt: skip
+    return await get_household(household_id, db, settings, principal)
 
 
 @router.get("/{household_id}")
 async def get_household(
-    household_id: str, db: DbDep, principal: CurrentPrincipal
+    household_id: str, db: DbDep, settings: SettingsDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     """The household as its resident (or an operator) sees it: mode, sensors, settings."""
     ensure_household_access(principal, household_id)
@@ -97,6 +144,11 @@ async def get_household(
         "webhook": hh.webhook_url is not None,
         "mode": hh.mode,
         "mode_since": fmt_us(hh.mode_since_us, hh.timezone),
+        "exit_delay_s": _exit_delay_s(hh, settings),
+        # the last arming's (history is newest first); in the past once it is over
+        "exit_delay_until": (
+            _exit_delay_until(history[0][0], history[0][1], hh, settings) if history else None
+        ),
         "mode_history": [
             {"mode": m, "at": fmt_us(at, hh.timezone), "actor": actor} for m, at, actor in history
         ],

@@ -28,6 +28,7 @@ from core.engine import (
     AlertAnswered,
     AlertEscalated,
     AlertFolded,
+    AlertHelpAsked,
     AlertRaised,
     Changes,
     EngineConfig,
@@ -52,6 +53,7 @@ def build_policy(settings: Settings) -> AlertPolicy:
     """The rules' delays and limits from the `ANSIM_` settings (SPEC's defaults)."""
     return AlertPolicy(
         entry_delay=timedelta(seconds=settings.entry_delay_s),
+        exit_delay=timedelta(seconds=settings.exit_delay_s),
         door_left_open_after=timedelta(seconds=settings.door_left_open_s),
         escalation_delay=timedelta(seconds=settings.escalation_delay_s),
         battery_threshold=settings.battery_low_pct,
@@ -86,6 +88,7 @@ def alert_view(r: alert_rows.AlertRow) -> AlertView:
         recipients=recipients,
         escalated=r.escalated_us is not None,
         resolution=Resolution(r.resolution) if r.resolution else None,
+        help_requested=r.help_us is not None,
     )
 
 
@@ -106,7 +109,7 @@ async def _load_chunk(conn: aiosqlite.Connection, ids: list[str]) -> dict[str, H
     rows: dict[str, Any] = {}
     async with conn.execute(
         "SELECT household_id, timezone, night_window, webhook_url, segment_id, mode,"
-        f" mode_since_us FROM households WHERE household_id IN ({marks})"
+        f" mode_since_us, exit_delay_s FROM households WHERE household_id IN ({marks})"
         " AND unenrolled_us IS NULL",
         ids,
     ) as cur:
@@ -181,6 +184,7 @@ async def _load_chunk(conn: aiosqlite.Connection, ids: list[str]) -> dict[str, H
             checks=checks[hid],
             alerts=tuple(alerts[hid]),
             routine=routines.get(hid),
+            exit_delay=None if r[7] is None else timedelta(seconds=int(r[7])),
         )
     return out
 
@@ -258,6 +262,11 @@ async def save(conn: aiosqlite.Connection, changes: Changes) -> list[str]:
         elif isinstance(a, AlertEscalated):
             await alert_rows.set_alert_state(
                 conn, a.alert_id, str(a.state), to_state=str(a.state), action="escalate",
+                actor=a.actor, now_us=now,
+            )  # fmt: skip
+        elif isinstance(a, AlertHelpAsked):
+            await alert_rows.set_alert_state(
+                conn, a.alert_id, str(a.state), to_state=str(a.state), action="help",
                 actor=a.actor, now_us=now,
             )  # fmt: skip
         elif isinstance(a, AlertAnswered):

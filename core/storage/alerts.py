@@ -35,13 +35,15 @@ class AlertRow:
     recipients: str
     score: float | None
     segment_id: str | None
+    help_us: int | None = None  # the resident answered "help"
+    help_by: str | None = None
 
 
 _COLS = (
     "alert_id, household_id, sensor_id, kind, state, resolution, event_us, event_offset_min,"
     " last_event_us, repeats, reason, detail, created_us, updated_us, acknowledged_us,"
     " acknowledged_by, escalated_us, resolved_us, resolved_by, raised_us, escalate_due_us,"
-    " recipients, score, segment_id"
+    " recipients, score, segment_id, help_us, help_by"
 )
 
 
@@ -175,7 +177,7 @@ async def set_alert_state(
     now_us: int,
     resolution: str | None = None,
 ) -> None:
-    """A lifecycle step (acknowledge, resolve, escalate) and its audit row."""
+    """A lifecycle step (acknowledge, resolve, escalate, help) and its audit row."""
     if action == "acknowledge":
         await conn.execute(
             "UPDATE alerts SET state = ?, acknowledged_us = ?, acknowledged_by = ?, updated_us = ?"
@@ -187,6 +189,11 @@ async def set_alert_state(
             "UPDATE alerts SET state = ?, resolution = ?, resolved_us = ?, resolved_by = ?,"
             " updated_us = ? WHERE alert_id = ?",
             (to_state, resolution, now_us, actor, now_us, alert_id),
+        )
+    elif action == "help":
+        await conn.execute(
+            "UPDATE alerts SET help_us = ?, help_by = ?, updated_us = ? WHERE alert_id = ?",
+            (now_us, actor, now_us, alert_id),
         )
     elif action == "escalate":
         await conn.execute(

@@ -20,6 +20,7 @@ class HouseholdRow:
     mode: str
     mode_since_us: int
     created_us: int
+    exit_delay_s: int | None = None  # the household's own (None: ANSIM_EXIT_DELAY_S)
 
 
 async def insert_household(
@@ -35,20 +36,32 @@ async def insert_household(
     webhook_secret: str | None,
     segment_id: str | None,
     now_us: int,
+    exit_delay_s: int | None = None,
 ) -> None:
     await conn.execute(
         "INSERT INTO households (household_id, name, lat, lon, timezone, night_window,"
-        " webhook_url, webhook_secret, segment_id, mode, mode_since_us, created_us)"
-        " VALUES (?,?,?,?,?,?,?,?,?,'disarmed',?,?)",
+        " webhook_url, webhook_secret, segment_id, mode, mode_since_us, created_us,"
+        " exit_delay_s) VALUES (?,?,?,?,?,?,?,?,?,'disarmed',?,?,?)",
         (household_id, name, lat, lon, timezone, night_window, webhook_url, webhook_secret,
-         segment_id, now_us, now_us),
+         segment_id, now_us, now_us, exit_delay_s),
     )  # fmt: skip
+
+
+async def set_exit_delay(
+    conn: aiosqlite.Connection, household_id: str, exit_delay_s: int | None
+) -> bool:
+    """The household's own exit delay (None: back to ANSIM_EXIT_DELAY_S); False if unknown."""
+    cur = await conn.execute(
+        "UPDATE households SET exit_delay_s = ? WHERE household_id = ? AND unenrolled_us IS NULL",
+        (exit_delay_s, household_id),
+    )
+    return cur.rowcount > 0
 
 
 async def get_household(conn: aiosqlite.Connection, household_id: str) -> HouseholdRow | None:
     async with conn.execute(
         "SELECT household_id, name, lat, lon, timezone, night_window, webhook_url, segment_id,"
-        " mode, mode_since_us, created_us FROM households"
+        " mode, mode_since_us, created_us, exit_delay_s FROM households"
         " WHERE household_id = ? AND unenrolled_us IS NULL",
         (household_id,),
     ) as cur:

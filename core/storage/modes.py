@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import aiosqlite
 
+from core.replay_clock import replay_mode_at
+
 
 async def set_mode(
     conn: aiosqlite.Connection,
@@ -43,3 +45,16 @@ async def mode_history(
         (household_id, limit),
     ) as cur:
         return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+
+
+async def replay_mode_time(conn: aiosqlite.Connection, household_id: str) -> int:
+    """Replay mode, a mode change without `at`: on the event clock, right after the
+    household's latest stored event and mode change (`core.replay_clock.replay_mode_at`)."""
+    async with conn.execute(
+        "SELECT (SELECT MAX(e.event_us) FROM events e JOIN sensors s ON s.sensor_pk = e.sensor_pk"
+        " WHERE s.household_id = ?), (SELECT MAX(at_us) FROM mode_changes WHERE household_id = ?)",
+        (household_id, household_id),
+    ) as cur:
+        row = await cur.fetchone()
+    assert row is not None
+    return replay_mode_at(row[0], row[1])

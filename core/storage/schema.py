@@ -278,6 +278,18 @@ CREATE INDEX IF NOT EXISTS sensors_broker_work ON sensors(broker_state, broker_s
     WHERE broker_state IN ('pending', 'deleting');
 """
 
+# v7 (issue 15, trust): a household's own exit delay in seconds (NULL: ANSIM_EXIT_DELAY_S);
+# when and by whom the resident asked for help on an alert (from then on only an operator
+# resolves it); and only the kinds about the street are incidents (core.models.INCIDENT_KINDS,
+# as of v7): the copies of confirmed battery_low, tamper, sensor_offline and door_left_open
+# alerts made before are removed, so the next recompute no longer counts them.
+SCHEMA_V7 = """
+ALTER TABLE households ADD COLUMN exit_delay_s INTEGER CHECK (exit_delay_s >= 0);
+ALTER TABLE alerts ADD COLUMN help_us INTEGER;
+ALTER TABLE alerts ADD COLUMN help_by TEXT;
+DELETE FROM incidents WHERE kind IS NOT NULL AND kind NOT IN ('intrusion', 'night_opening');
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [
     (1, SCHEMA_V1),
     (2, SCHEMA_V2),
@@ -285,5 +297,6 @@ MIGRATIONS: list[tuple[int, str]] = [
     (4, SCHEMA_V4),
     (5, SCHEMA_V5),
     (6, SCHEMA_V6),
+    (7, SCHEMA_V7),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from core.errors import AnsimError
 from core.geo import MAX_GRADE, MIN_GRADE, Segment, SegmentIndex
 from core.grading import DEFAULT_K, GradeParams, Incident, SegmentGrade, grade_segments
+from core.models import INCIDENT_KINDS
 from core.storage.db import Database
 from core.timeutil import from_us, to_us
 
@@ -335,7 +336,9 @@ async def snap_unassigned_households(conn: aiosqlite.Connection, index: SegmentI
 async def sync_incidents(
     conn: aiosqlite.Connection, now_us: int, household_id: str | None = None
 ) -> int:
-    """Copy resolved alerts of enrolled households into the anonymous `incidents` table
+    """Copy resolved alerts of enrolled households, of the kinds that are about the street
+    (`core.models.INCIDENT_KINDS`; the others never feed the grades, whatever their
+    resolution), into the anonymous `incidents` table
     (inside the caller's write transaction). The copy keeps no household id; its location
     is the middle of the household's street segment, or — when it has none — the
     household's location rounded to 4 decimals. A changed resolution is updated.
@@ -350,9 +353,10 @@ async def sync_incidents(
         " FROM alerts a JOIN households h ON h.household_id = a.household_id"
         " LEFT JOIN segments s ON s.segment_id = COALESCE(a.segment_id, h.segment_id)"
         " WHERE a.state = 'resolved' AND a.resolution IN ('confirmed', 'false_alarm')"
+        f" AND a.kind IN ({','.join('?' * len(INCIDENT_KINDS))})"
         " AND h.unenrolled_us IS NULL"
     )
-    params: list[Any] = [now_us]
+    params: list[Any] = [now_us, *sorted(INCIDENT_KINDS)]
     if household_id is not None:
         sql += " AND a.household_id = ?"
         params.append(household_id)
@@ -366,13 +370,13 @@ async def sync_incidents(
 
 async def load_incidents(conn: aiosqlite.Connection, since_us: int = 0) -> list[Incident]:
     async with conn.execute(
-        "SELECT incident_id, lat, lon, occurred_us, resolution FROM incidents"
+        "SELECT incident_id, lat, lon, occurred_us, resolution, kind FROM incidents"
         " WHERE occurred_us >= ?",
         (since_us,),
     ) as cur:
         rows = await cur.fetchall()
     return [
-        Incident(r[0], float(r[1]), float(r[2]), from_us(int(r[3])), r[4] == "confirmed")
+        Incident.from_resolution(r[0], float(r[1]), float(r[2]), from_us(int(r[3])), r[4], r[5])
         for r in rows
     ]
 

@@ -47,6 +47,7 @@ def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(
         tmp_path_factory.mktemp("console"),
         ANSIM_ENTRY_DELAY_S="1",
+        ANSIM_EXIT_DELAY_S="0",  # the door opens right after arming
         ANSIM_ESCALATION_DELAY_S="600",
         ANSIM_RULES_TICK_MS="200",
         ANSIM_NOTIFY_BACKOFF_MAX_S="1",

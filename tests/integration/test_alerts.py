@@ -34,6 +34,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterat
     s = Stack(
         tmp_path_factory.mktemp("alerts-live"),
         ANSIM_ENTRY_DELAY_S="2",
+        ANSIM_EXIT_DELAY_S="0",  # these tests open the door right after arming
         ANSIM_ESCALATION_DELAY_S="4",
         ANSIM_RULES_TICK_MS="200",
         ANSIM_NOTIFY_BACKOFF_MAX_S="1",
@@ -259,6 +260,7 @@ def test_timers_door_left_open_and_silent_or_lost_sensor(
         ANSIM_HEARTBEAT_INTERVAL_S="1",
         ANSIM_OFFLINE_GRACE_S="1",
         ANSIM_DOOR_LEFT_OPEN_S="2",
+        ANSIM_EXIT_DELAY_S="0",
         ANSIM_RULES_TICK_MS="200",
     )
     stack.start()

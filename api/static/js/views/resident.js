@@ -6,6 +6,8 @@ import { t } from "../i18n.js";
 import { AlertList, escalatedBadge, kindLabel, stateBadge } from "./alertcommon.js";
 
 const MODES = ["disarmed", "home", "night", "away"];
+// "it was me" makes no sense for these (the sensor's own fault or its battery): help only
+const NO_IT_WAS_ME = new Set(["tamper", "battery_low"]);
 
 export function mount(host, me) {
   const hid = me.household_id;
@@ -63,6 +65,7 @@ export function mount(host, me) {
       const r = await api(`/api/v1/households/${encodeURIComponent(hid)}/mode`, { method: "PUT", body: { mode } });
       home.mode = r.mode;
       home.mode_since = r.since;
+      home.exit_delay_until = r.exit_delay_until;
       toast(`${t("mode")}: ${t(`mode_${r.mode}`)} — ${t("saved")}`);
       render();
     } catch (err) {
@@ -108,8 +111,24 @@ export function mount(host, me) {
         ),
       ),
       home ? h("p", { class: "muted small", "data-testid": "current-mode", dataset: { mode: home.mode } }, `${t(`mode_${home.mode}`)} · ${t("mode_since", { time: fmtTime(home.mode_since) })}`) : null,
+      exitLeft() > 0 ? h("p", { class: "small exit-delay", role: "timer", "aria-live": "polite", "data-testid": "exit-delay" }, t("exit_delay_left", { s: exitLeft() })) : null,
     );
   }
+
+  // seconds left of the exit delay that arming away/night started (0: none running)
+  function exitLeft() {
+    const until = home?.exit_delay_until ? Date.parse(home.exit_delay_until) : NaN;
+    return Number.isFinite(until) ? Math.max(0, Math.ceil((until - Date.now()) / 1000)) : 0;
+  }
+
+  // the countdown: its line's text each second, and a render when it is over
+  const countdown = setInterval(() => {
+    const line = root.querySelector("[data-testid=exit-delay]");
+    if (!line) return;
+    const left = exitLeft();
+    if (left > 0) line.textContent = t("exit_delay_left", { s: left });
+    else render();
+  }, 1000);
 
   function sensorCard() {
     const sensors = home?.sensors ?? [];
@@ -148,8 +167,9 @@ export function mount(host, me) {
   }
 
   function alertItem(a) {
-    const mine = answered.get(a.alert_id);
-    const canAnswer = a.state !== "resolved";
+    // once she asked for help it stays with the control centre: no more answers of hers
+    const mine = a.help_requested ? "help" : answered.get(a.alert_id);
+    const canAnswer = a.state !== "resolved" && !a.help_requested;
     return h(
       "li",
       { class: `my-alert kind-${a.kind} state-${a.state}`, "data-testid": "my-alert", dataset: { alertId: a.alert_id, state: a.state, kind: a.kind } },
@@ -161,8 +181,8 @@ export function mount(host, me) {
         ? h(
             "div",
             { class: "answer-row" },
-            h("button", { type: "button", class: "btn btn-big", "data-testid": "answer-it-was-me", onclick: () => answer(a, "it_was_me") }, t("it_was_me")),
-            !a.escalated ? h("button", { type: "button", class: "btn btn-big btn-danger", "data-testid": "answer-help", onclick: () => answer(a, "help") }, t("help")) : null,
+            NO_IT_WAS_ME.has(a.kind) ? null : h("button", { type: "button", class: "btn btn-big", "data-testid": "answer-it-was-me", onclick: () => answer(a, "it_was_me") }, t("it_was_me")),
+            h("button", { type: "button", class: "btn btn-big btn-danger", "data-testid": "answer-help", onclick: () => answer(a, "help") }, t("help")),
           )
         : null,
     );
@@ -196,6 +216,7 @@ export function mount(host, me) {
     destroy() {
       stop();
       clearInterval(timer);
+      clearInterval(countdown);
     },
     rerender: render,
   };
