@@ -16,7 +16,7 @@ const SOUND_KEY = "ansim.sound";
 const NOTIFY_KEY = "ansim.notify";
 
 export function isHelp(alert, extra) {
-  return alert.kind === "help" || Boolean(extra?.help);
+  return alert.kind === "help" || Boolean(alert.help_requested) || Boolean(extra?.help);
 }
 
 export function isUrgent(alert, extra) {
