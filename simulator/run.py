@@ -7,7 +7,9 @@ read alerts back → score.
    order) and is written into the report.
 2. **Enrol** through the API as an operator: a household per persona (`POST
    /api/v1/households`) and a sensor each (`POST /households/{id}/sensors`), a few
-   requests at a time.
+   requests at a time. When street segments are imported (`GET /api/v1/segments`, read
+   once), each household lives on them, at a spot drawn from her seed and index
+   (`place_on_streets`); otherwise at her persona's spot in the district's box.
 3. **Connect** every sensor with its own credentials, in batches (`simulator.fleet`).
 4. **Publish**: item `i` goes out at `wall0 + (send_at - start) / speed`. Sensor messages
    are PlanItem payloads unchanged, QoS 1. A mode change is `PUT /households/{id}/mode`
@@ -27,11 +29,15 @@ A sidecar `TRUTH.run.json` keeps what `ansim simulate score` needs to score agai
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import hashlib
 import heapq
+import itertools
 import json
 import logging
+import math
+import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -222,24 +228,71 @@ async def check_health(api: httpx.AsyncClient, speed: float, progress: Progress)
     return mode
 
 
-async def street_location(
-    api: httpx.AsyncClient, lat: float, lon: float
-) -> tuple[float, float] | None:
-    """The street vertex nearest to (lat, lon), from the imported segments."""
-    for radius in (0.002, 0.006, 0.02):
-        bbox = f"{lon - radius},{lat - radius},{lon + radius},{lat + radius}"
-        r = await api.get("/api/v1/segments", params={"bbox": bbox})
-        if r.status_code != 200:
-            return None
-        best: tuple[float, float, float] | None = None
-        for feature in r.json().get("features", []):
-            for x, y in feature["geometry"]["coordinates"]:
-                d = (x - lon) ** 2 + (y - lat) ** 2
-                if best is None or d < best[0]:
-                    best = (d, y, x)
-        if best is not None:
-            return best[1], best[2]
-    return None
+_M_PER_DEG = 111_195.0  # metres per degree of latitude (mean Earth radius); lengths only weigh
+
+StreetPlaces = dict[str, tuple[float, float]]
+"""Where each household of the fleet lives on the imported streets: key → (lat, lon)."""
+
+
+def place_on_streets(fleet: list[Household], features: list[dict[str, Any]]) -> StreetPlaces:
+    """Pure: a spot on the imported streets for every household, from her seed and index.
+
+    The street network is every piece (two consecutive vertices) of every LineString,
+    taken in `segment_id` order so that the answer does not depend on the order the API
+    lists them in. Each household draws one number from her own stream
+    (`ansim-place:{seed}:{index}`, apart from her persona's draws, so the plan is
+    untouched) and lives at that fraction of the network's length: uniform along the
+    streets, wherever they are, on a segment itself (distance 0, well inside the
+    enrolment limit of 50 m). Empty when there are no segments."""
+    lines = sorted(
+        (str(f["properties"]["segment_id"]), f["geometry"]["coordinates"]) for f in features
+    )
+    pieces: list[tuple[float, float, float, float]] = []  # lon0, lat0, lon1, lat1
+    cumulative: list[float] = []
+    total = 0.0
+    for _, coords in lines:
+        for (lon0, lat0), (lon1, lat1) in itertools.pairwise(coords):
+            east = (lon1 - lon0) * math.cos(math.radians((lat0 + lat1) / 2)) * _M_PER_DEG
+            north = (lat1 - lat0) * _M_PER_DEG
+            length = math.hypot(east, north)
+            if length > 0:
+                total += length
+                pieces.append((lon0, lat0, lon1, lat1))
+                cumulative.append(total)
+    if not pieces:
+        if not lines:
+            return {}
+        lon, lat = lines[0][1][0]  # every segment is a single point repeated
+        return {h.key: (lat, lon) for h in fleet}
+    out: StreetPlaces = {}
+    for h in fleet:
+        u = random.Random(f"ansim-place:{h.seed}:{h.index}").random() * total
+        i = min(bisect.bisect_right(cumulative, u), len(pieces) - 1)
+        before = cumulative[i - 1] if i else 0.0
+        t = min(1.0, max(0.0, (u - before) / (cumulative[i] - before)))
+        lon0, lat0, lon1, lat1 = pieces[i]
+        out[h.key] = (round(lat0 + t * (lat1 - lat0), 7), round(lon0 + t * (lon1 - lon0), 7))
+    return out
+
+
+async def read_street_places(
+    api: httpx.AsyncClient, fleet: list[Household], progress: Progress
+) -> tuple[StreetPlaces, int]:
+    """Every imported segment, read once (`GET /api/v1/segments`), and each household's
+    spot on them; empty while no segments are imported (the personas' own spots then)."""
+    try:
+        r = await api.get("/api/v1/segments", timeout=300)
+    except httpx.HTTPError as exc:
+        raise SimulationError(f"reading the imported street segments failed: {exc}") from exc
+    if r.status_code != 200:
+        raise SimulationError(
+            f"reading the imported street segments failed: {r.status_code} {r.text[:200]}"
+        )
+    features: list[dict[str, Any]] = r.json().get("features", [])
+    places = place_on_streets(fleet, features)
+    if places:
+        progress.message(f"placing {len(fleet)} households on {len(features)} imported segments")
+    return places, len(features)
 
 
 async def respond_to_alerts(
@@ -309,7 +362,11 @@ async def enrol_fleet(
     fleet: list[Household],
     concurrency: int,
     progress: Progress,
+    places: StreetPlaces | None = None,
 ) -> dict[str, SensorCredentials]:
+    """A household and a sensor for every persona; she lives at `places[key]` (her spot on
+    the imported streets) when given, else at her persona's own spot."""
+    places = places or {}
     progress.start_phase("enrol", len(fleet))
     sem = asyncio.Semaphore(concurrency)
     out: dict[str, SensorCredentials] = {}
@@ -323,16 +380,17 @@ async def enrol_fleet(
                 "timezone": h.timezone,
                 "night_window": str(h.night_window),
             }
+            if h.key in places:
+                body["lat"], body["lon"] = places[h.key]
             r = await api.post("/api/v1/households", json=body)
-            if r.status_code == 422 and "street" in r.text:
-                # segments are imported and her random spot is off the streets: move her
-                # to the nearest street vertex (deterministic for the same district)
-                spot = await street_location(api, h.lat, h.lon)
-                if spot is not None:
-                    body["lat"], body["lon"] = spot
-                    r = await api.post("/api/v1/households", json=body)
             if r.status_code != 201:
-                raise SimulationError(f"enrolling {h.key} failed: {r.status_code} {r.text}")
+                hint = (
+                    " (no segments were imported yet when the run read them; run again"
+                    " to place the households on the streets imported since)"
+                    if r.status_code == 422 and "street" in r.text and not places
+                    else ""
+                )
+                raise SimulationError(f"enrolling {h.key} failed: {r.status_code} {r.text}{hint}")
             household_id = str(r.json()["household_id"])
             for attempt in range(20):
                 r = await api.post(f"/api/v1/households/{household_id}/sensors", json={})
@@ -581,7 +639,8 @@ async def run_async(settings: Settings, opts: RunOptions) -> dict[str, Any]:
         raise SimulationError("the simulator needs an operator token: ANSIM_API_TOKEN or --token")
     async with api_client(settings, token) as api:
         time_mode = await check_health(api, opts.speed, progress)
-        ids = await enrol_fleet(api, settings, prep.fleet, opts.http_concurrency, progress)
+        places, n_segments = await read_street_places(api, prep.fleet, progress)
+        ids = await enrol_fleet(api, settings, prep.fleet, opts.http_concurrency, progress, places)
         fleet = Fleet(counters)
         for h in prep.fleet:
             fleet.add(ids[h.key])
@@ -680,6 +739,10 @@ async def run_async(settings: Settings, opts: RunOptions) -> dict[str, Any]:
             "run": {
                 **_run_identity(opts, prep),
                 "backend_time_mode": time_mode,
+                # where the households were enrolled: on the imported streets (seeded), or
+                # at the personas' own spots in the district's box while none are imported
+                "placement": "streets" if places else "district_bbox",
+                "segments_read": n_segments,
                 "plan_digest": plan_summary.digest if plan_summary else None,
                 "plan_items": plan_summary.kinds if plan_summary else None,
                 "wall_s_total": round(time.monotonic() - t_start, 3),
