@@ -311,9 +311,10 @@ async def acknowledge(
 async def resolve(
     alert_id: str, body: Resolve, db: DbDep, settings: SettingsDep, principal: CurrentPrincipal
 ) -> AlertPublic:
-    """`false_alarm` or `confirmed`. A confirmed `intrusion` or `night_opening` is an
-    incident for the grades (`incident` in the answer); the other kinds are about the device
-    or the door, and a `confirmed` on them is kept but never feeds the grades."""
+    """`false_alarm` or `confirmed`. A confirmed `intrusion`, `night_opening`, `help` or
+    `duress` is an incident for the grades (`incident` in the answer); the other kinds are
+    about the device or the door, and a `confirmed` on them is kept but never feeds the
+    grades."""
     return await _transition(db, settings, principal, alert_id, "resolve", body.resolution)
 
 
