@@ -3,14 +3,19 @@ notifier and a webhook receiver: the help button, the silent duress disarm, door
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from core.models import EventType
+from core.storage.db import _statements, connect, migrate
+from core.storage.schema import MIGRATIONS
 from simulator.device import VirtualSensor
 from tests.harness import Stack, wait_until
 from tests.receiver import Receiver
@@ -194,3 +199,35 @@ def test_open_close_open_within_2_s_is_one_alert(live: Stack, receiver: Receiver
         assert alert["repeats"] == 0  # the bounce was not a second opening
     finally:
         sensor.stop()
+
+
+# ---------------------------------------------------------------------------- schema v8
+
+
+def test_migration_8_adds_the_duress_pin_hash_and_keeps_households(tmp_path: Path) -> None:
+    path = tmp_path / "v7.db"
+    with sqlite3.connect(path) as db:
+        for version, script in MIGRATIONS:
+            if version > 7:
+                break
+            for stmt in _statements(script):
+                db.execute(stmt)
+        db.execute("PRAGMA user_version = 7")
+        db.execute(
+            "INSERT INTO households (household_id, name, lat, lon, timezone, night_window,"
+            " mode, mode_since_us, created_us)"
+            " VALUES ('hh-old', 'x', 37.5, 126.9, 'Asia/Seoul', '23:00-06:00', 'disarmed', 1, 1)"
+        )
+
+    async def upgrade() -> None:
+        conn = await connect(path)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(upgrade())
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] >= 8
+        row = db.execute("SELECT household_id, duress_pin_hash FROM households").fetchone()
+    assert row == ("hh-old", None)
