@@ -168,6 +168,8 @@ async def press_help(
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"household {household_id!r} not found")
     at = from_us(now_us())
     async with db.write() as conn:
+        if settings.time_mode is TimeMode.REPLAY:  # on the event clock, as a mode change
+            at = from_us(await modes.replay_mode_time(conn, household_id))
         done = await run_engine(
             conn, settings, household_id, [HelpPressInput(household_id, principal.actor, at)]
         )
