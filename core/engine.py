@@ -19,6 +19,10 @@ Inputs are handled in the order given, each household seeing what earlier inputs
 - `AcknowledgeInput`, `ResolveInput`, `EscalateInput`  an operator's or resident's answer;
 - `HelpInput`    the resident's "help": escalated at once, and from then on her own
                  acknowledge/resolve is refused (`HelpStandsError`): only an operator closes it.
+- `HelpPressInput`  the help button, at any time: a `help` alert, to her webhook and to the
+                 control centre at once (help stands on it); a press while one is open folds.
+- `DuressInput`  a disarm with her duress PIN: a `duress` alert for the control centre only
+                 (nothing to her webhook); a repeat while one is open folds.
 
 The household's mode is taken *as of the event time* from its mode history, so a resident
 who disarms a few seconds after opening the door is judged the same whether the engine
@@ -67,6 +71,7 @@ from core.rules import (
     evaluate_event,
     evaluate_mode_change,
     evaluate_status,
+    press_alert,
     resolve_alert,
 )
 from core.timeutil import from_us, offset_minutes, rfc3339, to_us
@@ -186,6 +191,24 @@ class HelpInput:
 
 
 @dataclass(frozen=True, slots=True)
+class HelpPressInput:
+    """The help button (resident or operator), not an answer to an alert."""
+
+    household_id: str
+    actor: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DuressInput:
+    """A disarm with the duress PIN (the disarm itself is a `ModeChangeInput`)."""
+
+    household_id: str
+    actor: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class EscalateInput:
     alert_id: str
     household_id: str
@@ -202,6 +225,8 @@ Input = (
     | ResolveInput
     | EscalateInput
     | HelpInput
+    | HelpPressInput
+    | DuressInput
 )
 
 # ---------------------------------------------------------------------------- changes
@@ -389,6 +414,10 @@ class _Run:
             resolved_in = self.households.get(item.alert.household_id)
             if resolved_in is not None:
                 self.apply(resolved_in, list(t.decisions))
+        elif isinstance(item, HelpPressInput | DuressInput):
+            pressed_in = self.households.get(item.household_id)
+            if pressed_in is not None:
+                self.press(pressed_in, item)
         elif isinstance(item, HelpInput):
             helped_in = self.households.get(item.household_id)
             if helped_in is not None:
@@ -470,9 +499,9 @@ class _Run:
                 h.routine = apply_learning(h.routine_for(d.opened_at), d, self.policy)
                 h.routine_dirty = True
 
-    def raise_alert(self, h: _Household, d: RaiseAlert) -> None:
+    def raise_alert(self, h: _Household, d: RaiseAlert) -> str | None:
         if d.dedupe_key in self.known:
-            return  # already stored (or raised earlier in this run)
+            return None  # already stored (or raised earlier in this run)
         self.known.add(d.dedupe_key)
         r = h.record
         alert_id = self.new_id("al")
@@ -499,6 +528,24 @@ class _Run:
                 h.silent.add(d.sensor_id)
         facts = self._facts(h, alert_id, str(d.kind), "open", d.sensor_id, d.event_at, d.reason)
         self._notify(h, facts, "alert.raised", {str(x) for x in d.recipients})
+        return alert_id
+
+    def press(self, h: _Household, item: HelpPressInput | DuressInput) -> None:
+        """A help press or a duress disarm: raised at once to the control centre (a help
+        press also to her webhook; a duress never), or folded into the one still open."""
+        duress = isinstance(item, DuressInput)
+        kind = AlertKind.DURESS if duress else AlertKind.HELP
+        d = press_alert(kind, h.record.household_id, item.at, self.recorded_at, h.alerts)
+        if isinstance(d, FoldIntoAlert):
+            self.apply(h, [d])
+            return
+        alert_id = self.raise_alert(h, d)
+        if alert_id is None:
+            return
+        if duress:
+            self.escalate(h, alert_id, item.actor, d.reason)
+        else:
+            self.ask_help(h, alert_id, item.actor)
 
     def ask_help(self, h: _Household, alert_id: str, actor: str) -> None:
         view = next((a for a in h.alerts if a.alert_id == alert_id), None)

@@ -51,6 +51,8 @@ class AlertKind(enum.StrEnum):
     TAMPER = "tamper"
     SENSOR_OFFLINE = "sensor_offline"
     BATTERY_LOW = "battery_low"
+    HELP = "help"  # she pressed the help button (not an answer to an alert)
+    DURESS = "duress"  # she disarmed with her duress PIN: for the control centre only
 
 
 class AlertState(enum.StrEnum):
@@ -67,9 +69,15 @@ class Resolution(enum.StrEnum):
 # The kinds about safety on the street around her door (docs/grading.md "What counts"): a
 # confirmed one is an incident that feeds the segment grades. The others are about the
 # device or the door itself (door_left_open, tamper, sensor_offline, battery_low): confirming
-# them says "yes, that happened", never that the street is less safe. (`help` and `duress`,
-# when they exist, belong here.)
-INCIDENT_KINDS = frozenset({AlertKind.INTRUSION, AlertKind.NIGHT_OPENING})
+# them says "yes, that happened", never that the street is less safe. A `help` press or a
+# `duress` disarm is a threat at her door too, but like every kind it counts only once an
+# operator resolved it `confirmed` (a press by mistake, resolved false_alarm, never counts).
+INCIDENT_KINDS = frozenset(
+    {AlertKind.INTRUSION, AlertKind.NIGHT_OPENING, AlertKind.HELP, AlertKind.DURESS}
+)
+# Kinds the resident never sees (her list, her stream, her webhook): a duress disarm must
+# look exactly like a normal one on her side.
+HIDDEN_FROM_RESIDENT = frozenset({AlertKind.DURESS})
 
 
 def is_incident(kind: AlertKind | str, resolution: Resolution | str | None) -> bool:

@@ -123,6 +123,9 @@ class AlertPolicy:
     heartbeat_interval: timedelta = timedelta(seconds=600)
     missed_heartbeats: int = 3
     offline_grace: timedelta = timedelta(seconds=120)
+    # An opening this soon after the door closed is the same opening (contacts bounce when a
+    # door swings shut: open-close-open): no new alert, no new learned opening.
+    door_bounce: timedelta = timedelta(seconds=2)
     # A repeat within this time of the open alert's last event folds into it.
     fold_window: timedelta = timedelta(hours=1)
     # Openings this close to the last learned one are the same outing: learned once.
@@ -392,6 +395,8 @@ def _on_open(
     if newest:
         due = at + policy.door_left_open_after
         out.append(ScheduleCheck(_check(CheckKind.DOOR_LEFT_OPEN, event, due)))
+    if is_bounce(sensor, at, policy):
+        return out  # the door never really shut: the opening was judged and learned already
     if household.armed:
         # A late event from before the current mode was set is not judged by it, nor is an
         # opening within the exit delay that arming started (she is walking out).
@@ -424,6 +429,18 @@ def _on_open(
     reason = "unusual opening, not yet answered" if weight < 1 else "ordinary opening"
     out.append(LearnOpening(household.household_id, at, household.timezone, weight, reason))
     return out
+
+
+def is_bounce(sensor: SensorState, at: datetime, policy: AlertPolicy = DEFAULT_POLICY) -> bool:
+    """An opening at `at` that is a bounce of the door shutting: the sensor's last change
+    was a close (door not open), at most `policy.door_bounce` before `at`."""
+    closed_at = sensor.door_changed_at
+    return (
+        policy.door_bounce > timedelta(0)
+        and sensor.door_open_since is None
+        and closed_at is not None
+        and closed_at <= at <= closed_at + policy.door_bounce
+    )
 
 
 def _battery(
@@ -809,6 +826,29 @@ def _raise_or_fold(
         escalate_at,
         score,
     )
+
+
+def press_alert(
+    kind: AlertKind,
+    household_id: str,
+    at: datetime,
+    now: datetime,
+    alerts: Sequence[AlertView],
+) -> RaiseAlert | FoldIntoAlert:
+    """A `help` press or a `duress` disarm: a new alert (not sensor-bound), or a fold into
+    the one of that kind still unresolved, whatever its age (she is still in trouble). The
+    engine escalates it at once: no escalation delay. Raised to her alone (a help press;
+    the escalation adds the centre) or to no one (a duress: the escalation tells only the
+    centre)."""
+    _require_aware(at, now)
+    existing = _find_open(alerts, kind, "")
+    if existing is not None:
+        return FoldIntoAlert(existing.alert_id, kind, at, f"repeat: {kind.value} pressed again")
+    duress = kind is AlertKind.DURESS
+    reason = "disarmed with the duress PIN" if duress else "the resident pressed the help button"
+    recipients: frozenset[Recipient] = frozenset() if duress else RESIDENT_ONLY
+    return RaiseAlert(kind, household_id, "", at, now, reason, recipients,
+                      f"{kind.value}:{household_id}:{_utc(at)}", None)  # fmt: skip
 
 
 def _find_open(alerts: Sequence[AlertView], kind: AlertKind, sensor_id: str) -> AlertView | None:

@@ -167,6 +167,11 @@ class Settings(BaseSettings):
     # resident walking out); a household's own `exit_delay_s` overrides it (0: none)
     exit_delay_s: int = Field(default=60, ge=0, le=3600)
 
+    # --- issue 15 items 9-10 (panic): duress code, door bounce ---
+    # an opening this many ms after the door closed is the same opening (a contact bouncing
+    # as the door swings shut, open-close-open): one alert, one learned opening (0: off)
+    door_bounce_ms: int = Field(default=2000, ge=0, le=60_000)
+
     @field_validator("data_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

@@ -18,7 +18,15 @@ from api.engine import run_engine
 from api.params import cursor_int, decode_cursor, encode_cursor, id_header
 from api.timefmt import fmt_us, now_us
 from core.engine import AcknowledgeInput, EscalateInput, HelpInput, Input, ResolveInput
-from core.models import AlertKind, AlertState, NightWindow, Resolution, Role, is_incident
+from core.models import (
+    HIDDEN_FROM_RESIDENT,
+    AlertKind,
+    AlertState,
+    NightWindow,
+    Resolution,
+    Role,
+    is_incident,
+)
 from core.rules import AlertTransitionError, HelpStandsError, HouseholdState
 from core.storage import alerts as alert_rows
 from core.storage import households
@@ -142,6 +150,7 @@ async def list_alerts(
         kind=str(kind) if kind else None,
         state=str(state) if state else None,
         before=_uncursor(cursor) if cursor else None,
+        hide_kinds=HIDDEN_FROM_RESIDENT if principal.role is Role.RESIDENT else (),
     )
     page = rows[:limit]
     return AlertPage(
@@ -156,6 +165,9 @@ async def _alert_for(db: DbDep, principal: Principal, alert_id: str) -> alert_ro
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id!r} not found")
     ensure_household_access(principal, row.household_id)
+    if principal.role is Role.RESIDENT and row.kind in HIDDEN_FROM_RESIDENT:
+        # a duress alert does not exist for her (whoever holds her phone)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id!r} not found")
     return row
 
 
@@ -183,7 +195,9 @@ async def stream_alerts(
         yield b": ansim alert stream\nretry: 2000\n\n"
         idle = 0.0
         while not await request.is_disconnected():
-            changes = await alert_rows.transitions_since(db.reader, after, household)
+            changes = await alert_rows.transitions_since(
+                db.reader, after, household, hide_kinds=HIDDEN_FROM_RESIDENT if household else ()
+            )
             for ch in changes:
                 after = ch["transition_id"]
                 row = await alert_rows.get_alert(db.reader, ch["alert_id"])
@@ -297,9 +311,10 @@ async def acknowledge(
 async def resolve(
     alert_id: str, body: Resolve, db: DbDep, settings: SettingsDep, principal: CurrentPrincipal
 ) -> AlertPublic:
-    """`false_alarm` or `confirmed`. A confirmed `intrusion` or `night_opening` is an
-    incident for the grades (`incident` in the answer); the other kinds are about the device
-    or the door, and a `confirmed` on them is kept but never feeds the grades."""
+    """`false_alarm` or `confirmed`. A confirmed `intrusion`, `night_opening`, `help` or
+    `duress` is an incident for the grades (`incident` in the answer); the other kinds are
+    about the device or the door, and a `confirmed` on them is kept but never feeds the
+    grades."""
     return await _transition(db, settings, principal, alert_id, "resolve", body.resolution)
 
 

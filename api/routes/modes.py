@@ -5,13 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.deps import CurrentPrincipal, DbDep, SettingsDep, ensure_household_access
 from api.engine import run_engine
+from api.routes.alerts import get_alert
 from api.timefmt import fmt_us, now_us
-from core.engine import ModeChangeInput
+from core.credentials import hash_secret, secret_matches
+from core.engine import (
+    AlertFolded,
+    AlertRaised,
+    DuressInput,
+    HelpPressInput,
+    Input,
+    ModeChangeInput,
+)
 from core.models import Mode, TimeMode
 from core.rules import ARMED_MODES
 from core.settings import Settings
@@ -26,6 +35,9 @@ class ModeChange(BaseModel):
 
     mode: Mode
     at: datetime | None = None
+    # optional today; a disarm with her duress PIN raises a silent `duress` alert for the
+    # control centre (the answer is the same as for any other disarm)
+    pin: Annotated[str | None, Field(max_length=64)] = None
 
     @field_validator("at")
     @classmethod
@@ -42,6 +54,18 @@ class ModeState(BaseModel):
     changed: bool
     # armed away/night: until when openings do not count (the resident view counts it down)
     exit_delay_until: str | None = None
+
+
+class DuressPin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # 4 to 12 digits; null removes it
+    pin: Annotated[str | None, Field(pattern=r"^[0-9]{4,12}$")]
+
+
+def _pin_hash(household_id: str, pin: str) -> str:
+    # salted with the household, so one PIN set in two homes does not give the same hash
+    return hash_secret(f"duress:{household_id}:{pin}")
 
 
 class HouseholdUpdate(BaseModel):
@@ -84,6 +108,13 @@ async def set_mode(
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"household {household_id!r} not found")
     recorded = now_us()
     replay = settings.time_mode is TimeMode.REPLAY
+    stored_pin = await households.duress_pin_hash(db.reader, household_id)
+    duress = (
+        body.pin is not None
+        and stored_pin is not None
+        and body.mode not in ARMED_MODES
+        and secret_matches(f"duress:{household_id}:{body.pin}", stored_pin)
+    )
     at_us = to_us(body.at) if body.at is not None and replay else recorded
     async with db.write() as conn:
         if replay and body.at is None:  # on the event clock, never the wall clock
@@ -93,9 +124,10 @@ async def set_mode(
         )
         # the change is recorded first, so the loaded history holds it (and the engine adds
         # it once more: the same time and mode, no different verdict)
-        await run_engine(
-            conn, settings, household_id, [ModeChangeInput(household_id, body.mode, from_us(at_us))]
-        )
+        inputs: list[Input] = [ModeChangeInput(household_id, body.mode, from_us(at_us))]
+        if duress:  # the disarm happens all the same; only the control centre is told
+            inputs.append(DuressInput(household_id, principal.actor, from_us(at_us)))
+        await run_engine(conn, settings, household_id, inputs)
     return ModeState(
         household_id=household_id,
         mode=body.mode,
@@ -104,6 +136,50 @@ async def set_mode(
         # every arming (even of the mode already set) starts the exit delay anew
         exit_delay_until=_exit_delay_until(body.mode, at_us, hh, settings),
     )
+
+
+@router.put("/{household_id}/duress-pin", status_code=status.HTTP_204_NO_CONTENT)
+async def set_duress_pin(
+    household_id: str, body: DuressPin, db: DbDep, principal: CurrentPrincipal
+) -> Response:
+    """Set (or, with `null`, remove) the resident's duress PIN, stored only as a hash.
+    Disarming with it (`PUT .../mode` with `pin`) disarms as usual and silently raises a
+    `duress` alert for the control centre: nothing on her webhook, her list or her answer."""
+    ensure_household_access(principal, household_id)
+    pin_hash = None if body.pin is None else _pin_hash(household_id, body.pin)
+    async with db.write() as conn:
+        if not await households.set_duress_pin_hash(conn, household_id, pin_hash):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"household {household_id!r} not found")
+        await audit.record(conn, now_us(), principal.actor, "household.duress_pin", household_id,
+                           {"set": pin_hash is not None})  # fmt: skip
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{household_id}/help", status_code=status.HTTP_201_CREATED)
+async def press_help(
+    household_id: str, db: DbDep, settings: SettingsDep, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """The help button, at any time (the resident, or an operator for her): a `help` alert,
+    sent to her webhook and to the control centre at once. A press while one is still open
+    folds into it (`repeats`). Only an operator resolves it. Answers the alert as
+    `GET /api/v1/alerts/{id}` does."""
+    ensure_household_access(principal, household_id)
+    if await households.get_household(db.reader, household_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"household {household_id!r} not found")
+    at = from_us(now_us())
+    async with db.write() as conn:
+        if settings.time_mode is TimeMode.REPLAY:  # on the event clock, as a mode change
+            at = from_us(await modes.replay_mode_time(conn, household_id))
+        done = await run_engine(
+            conn, settings, household_id, [HelpPressInput(household_id, principal.actor, at)]
+        )
+        alert_id = next(
+            (a.alert_id for a in done.changes.alerts if isinstance(a, AlertRaised | AlertFolded)),
+            None,
+        )
+    if alert_id is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, "the help request was not recorded")
+    return await get_alert(alert_id, db, principal)
 
 
 @router.patch("/{household_id}")

@@ -59,6 +59,7 @@ def build_policy(settings: Settings) -> AlertPolicy:
         battery_threshold=settings.battery_low_pct,
         heartbeat_interval=timedelta(seconds=settings.heartbeat_interval_s),
         offline_grace=timedelta(seconds=settings.offline_grace_s),
+        door_bounce=timedelta(milliseconds=settings.door_bounce_ms),
     )
 
 
@@ -241,7 +242,7 @@ async def save(conn: aiosqlite.Connection, changes: Changes) -> list[str]:
                 conn,
                 alert_id=a.alert_id,
                 household_id=a.household_id,
-                sensor_id=a.sensor_id,
+                sensor_id=a.sensor_id or None,  # help, duress: no sensor
                 kind=str(a.kind),
                 event_us=to_us(a.event_at),
                 event_offset_min=a.event_offset_min,

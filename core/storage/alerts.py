@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,9 +217,13 @@ async def list_alerts(
     kind: str | None = None,
     state: str | None = None,
     before: tuple[int, str] | None = None,
+    hide_kinds: Collection[str] = (),
 ) -> list[AlertRow]:
     sql = f"SELECT {_COLS} FROM alerts WHERE 1=1"
     params: list[Any] = []
+    if hide_kinds:  # a resident never sees a duress alert
+        sql += f" AND kind NOT IN ({','.join('?' * len(hide_kinds))})"
+        params += sorted(hide_kinds)
     for col, value in (("household_id", household_id), ("kind", kind), ("state", state)):
         if value is not None:
             sql += f" AND {col} = ?"
@@ -233,7 +238,11 @@ async def list_alerts(
 
 
 async def transitions_since(
-    conn: aiosqlite.Connection, after_id: int, household_id: str | None, limit: int = 500
+    conn: aiosqlite.Connection,
+    after_id: int,
+    household_id: str | None,
+    limit: int = 500,
+    hide_kinds: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     sql = (
         "SELECT t.transition_id, t.alert_id, t.at_us, t.actor, t.action, t.from_state,"
@@ -244,6 +253,9 @@ async def transitions_since(
     if household_id is not None:
         sql += " AND a.household_id = ?"
         params.append(household_id)
+    if hide_kinds:
+        sql += f" AND a.kind NOT IN ({','.join('?' * len(hide_kinds))})"
+        params += sorted(hide_kinds)
     sql += " ORDER BY t.transition_id LIMIT ?"
     params.append(limit)
     async with conn.execute(sql, params) as cur:

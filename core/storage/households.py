@@ -58,6 +58,27 @@ async def set_exit_delay(
     return cur.rowcount > 0
 
 
+async def set_duress_pin_hash(
+    conn: aiosqlite.Connection, household_id: str, pin_hash: str | None
+) -> bool:
+    """Set (or clear, None) the hash of the household's duress PIN; False: no household."""
+    cur = await conn.execute(
+        "UPDATE households SET duress_pin_hash = ? WHERE household_id = ?"
+        " AND unenrolled_us IS NULL",
+        (pin_hash, household_id),
+    )
+    return cur.rowcount > 0
+
+
+async def duress_pin_hash(conn: aiosqlite.Connection, household_id: str) -> str | None:
+    async with conn.execute(
+        "SELECT duress_pin_hash FROM households WHERE household_id = ? AND unenrolled_us IS NULL",
+        (household_id,),
+    ) as cur:
+        row = await cur.fetchone()
+    return None if row is None else row[0]
+
+
 async def get_household(conn: aiosqlite.Connection, household_id: str) -> HouseholdRow | None:
     async with conn.execute(
         "SELECT household_id, name, lat, lon, timezone, night_window, webhook_url, segment_id,"
@@ -118,7 +139,8 @@ async def erase_household(
         counts[name] = max(cur.rowcount, 0)
     await conn.execute(
         "UPDATE households SET name = '', lat = 0, lon = 0, webhook_url = NULL,"
-        " webhook_secret = NULL, segment_id = NULL, unenrolled_us = ? WHERE household_id = ?",
+        " duress_pin_hash = NULL, webhook_secret = NULL, segment_id = NULL, unenrolled_us = ?"
+        " WHERE household_id = ?",
         (now_us, household_id),
     )
     return counts

@@ -290,6 +290,13 @@ ALTER TABLE alerts ADD COLUMN help_by TEXT;
 DELETE FROM incidents WHERE kind IS NOT NULL AND kind NOT IN ('intrusion', 'night_opening');
 """
 
+# v8 (issue 15, panic): the hash of the household's duress PIN (NULL: none set); a disarm
+# with it raises a `duress` alert for the control centre only. Confirmed `help` and `duress`
+# alerts are incidents (core.models.INCIDENT_KINDS); none existed before v8.
+SCHEMA_V8 = """
+ALTER TABLE households ADD COLUMN duress_pin_hash TEXT;
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [
     (1, SCHEMA_V1),
     (2, SCHEMA_V2),
@@ -298,5 +305,6 @@ MIGRATIONS: list[tuple[int, str]] = [
     (5, SCHEMA_V5),
     (6, SCHEMA_V6),
     (7, SCHEMA_V7),
+    (8, SCHEMA_V8),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

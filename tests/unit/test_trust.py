@@ -234,7 +234,8 @@ def test_only_street_kinds_confirmed_are_incidents(
 
 
 def test_incident_kinds_and_the_v7_repair_agree() -> None:
-    assert {str(k) for k in INCIDENT_KINDS} == {"intrusion", "night_opening"}
+    # help and duress (v8, issue 15 panic) did not exist when v7 repaired the incidents
+    assert {str(k) for k in INCIDENT_KINDS} == {"intrusion", "night_opening", "help", "duress"}
     assert "kind NOT IN ('intrusion', 'night_opening')" in SCHEMA_V7
     # a row whose kind is not known: its resolution alone decides (as before)
     assert Incident.from_resolution("i", 37.5, 126.9, ARMED_AT, "confirmed").confirmed

@@ -6,10 +6,11 @@ import { api, query, streamAlerts } from "./api.js";
 import { onLangChange, t } from "./i18n.js";
 import { AlertList } from "./views/alertcommon.js";
 
-// Queue order: help and intrusion first, then night openings, tamper, offline.
-const RANK = { help: 0, intrusion: 1, night_opening: 2, door_left_open: 3, tamper: 4, sensor_offline: 5 };
+// Queue order: help and duress (a silent disarm under threat) first, then intrusion, night
+// openings, tamper, offline.
+const RANK = { help: 0, duress: 0, intrusion: 1, night_opening: 2, door_left_open: 3, tamper: 4, sensor_offline: 5 };
 // A person may be in danger: these beep, notify and count in the tab title.
-export const URGENT_KINDS = new Set(["help", "intrusion", "night_opening", "door_left_open", "tamper"]);
+export const URGENT_KINDS = new Set(["help", "duress", "intrusion", "night_opening", "door_left_open", "tamper"]);
 export const MAINTENANCE_KINDS = new Set(["battery_low"]);
 
 const SOUND_KEY = "ansim.sound";

@@ -6,7 +6,7 @@ import { fill, fmtAgo, fmtCountdown, fmtTime, h, icon, toast } from "../dom.js";
 import { t } from "../i18n.js";
 import { escalatedBadge, kindLabel, stateBadge } from "./alertcommon.js";
 
-const KINDS = ["intrusion", "night_opening", "door_left_open", "tamper", "sensor_offline", "battery_low"];
+const KINDS = ["help", "duress", "intrusion", "night_opening", "door_left_open", "tamper", "sensor_offline", "battery_low"];
 const STATES = ["open", "acknowledged", "resolved"];
 
 export function mount(host) {

@@ -16,6 +16,8 @@ export function mount(host, me) {
   const answered = new Map(); // alert_id -> "it_was_me" | "help"
   let live = "connecting";
   let busy = false;
+  let helpArmed = 0; // the first tap's time: a second tap within 5 s sends it
+  let helpSent = false;
 
   const root = h("div", { class: "resident" });
   fill(host, root);
@@ -84,6 +86,58 @@ export function mount(host, me) {
     } catch (err) {
       toast(t("err_generic", { detail: err.message }), "error");
     }
+  }
+
+  // The help button, always there: the first tap asks to confirm, the second (within 5 s)
+  // sends it, so a pocket or a child's tap does not call the centre.
+  async function pressHelp() {
+    if (Date.now() - helpArmed > 5000) {
+      helpArmed = Date.now();
+      render();
+      setTimeout(render, 5100);
+      return;
+    }
+    helpArmed = 0;
+    try {
+      const a = await api(`/api/v1/households/${encodeURIComponent(hid)}/help`, { method: "POST" });
+      helpSent = true;
+      alerts.upsert(a);
+      render();
+    } catch (err) {
+      toast(t("err_generic", { detail: err.message }), "error");
+      render();
+    }
+  }
+
+  function helpCard() {
+    const open = alerts.items((a) => a.kind === "help" && a.state !== "resolved");
+    const sent = helpSent || open.length > 0;
+    const seen = open.some((a) => a.state === "acknowledged");
+    const confirming = Date.now() - helpArmed <= 5000;
+    return h(
+      "section",
+      { class: "card help-card", "aria-label": t("help_button"), "data-testid": "help-card" },
+      h(
+        "button",
+        {
+          type: "button",
+          class: "btn btn-big btn-danger help-button",
+          "data-testid": "help-button",
+          dataset: { confirming: confirming ? "true" : "false" },
+          onclick: pressHelp,
+        },
+        confirming ? t("help_confirm") : t("help_button"),
+      ),
+      sent
+        ? h(
+            "div",
+            { role: "status", "aria-live": "polite", "data-testid": "help-status" },
+            h("p", { class: "answered" }, seen ? t("help_seen") : t("help_sent")),
+            h("p", { class: "small" }, t("help_next")),
+          )
+        : null,
+      h("a", { class: "btn btn-big call-112", href: "tel:112", "data-testid": "call-112" }, t("call_112")),
+    );
   }
 
   function modeCard() {
@@ -202,6 +256,7 @@ export function mount(host, me) {
   function render() {
     fill(root, 
       h("h1", { class: "home-title" }, home?.name ? `${t("my_home")} · ${home.name}` : t("my_home")),
+      helpCard(),
       alerts.items((a) => a.state !== "resolved").length ? alertsCard() : null,
       modeCard(),
       sensorCard(),
