@@ -209,3 +209,13 @@ def test_a_real_reopening_after_the_bounce_window_counts() -> None:
     steps = ((EventType.OPEN, 0.0), (EventType.CLOSE, 1.0), (EventType.OPEN, 4.0))
     c = run(household(mode=Mode.AWAY), _events(*steps))
     assert len([t for t in c.timers_set if t.kind.value == "entry_delay"]) == 2
+
+
+def test_duress_pin_hash_is_slow_salted_and_checked() -> None:
+    from core.credentials import hash_pin, pin_matches
+
+    a, b = hash_pin("2580"), hash_pin("2580")
+    assert a != b and a.startswith("scrypt$")  # a random salt per PIN
+    assert pin_matches("2580", a) and pin_matches("2580", b)
+    assert not pin_matches("2581", a)
+    assert not pin_matches("2580", "0" * 64)  # an old fast hash never matches
