@@ -24,10 +24,12 @@ class WhoAmI(BaseModel):
     household_id: str | None
     household_name: str | None
     sensor_ids: list[str]
+    # operators only: is a control-centre webhook configured (escalations go nowhere without)
+    centre_webhook: bool | None = None
 
 
 @router.get("/whoami", response_model=WhoAmI)
-async def whoami(db: DbDep, principal: CurrentPrincipal) -> WhoAmI:
+async def whoami(db: DbDep, principal: CurrentPrincipal, settings: SettingsDep) -> WhoAmI:
     """The caller's role, and for a resident her household and its sensors."""
     name: str | None = None
     sensor_ids: list[str] = []
@@ -44,6 +46,9 @@ async def whoami(db: DbDep, principal: CurrentPrincipal) -> WhoAmI:
         household_id=principal.household_id,
         household_name=name,
         sensor_ids=sensor_ids,
+        centre_webhook=(
+            bool(settings.centre_webhook_url) if principal.role is not Role.RESIDENT else None
+        ),
     )
 
 

@@ -116,6 +116,9 @@ def test_operator_enrols_sees_live_alert_and_resolves(
     page = browser.new_page(viewport={"width": 1280, "height": 860})
     sign_in(page, stack, stack.operator_token)
     expect(page.get_by_test_id("whoami")).to_contain_text("operator")
+    # this stack has no control-centre webhook: every operator page says so
+    expect(page.get_by_test_id("no-centre-banner")).to_be_visible()
+    expect(page.get_by_test_id("no-centre-banner")).to_contain_text("관제센터 웹훅")
     expect(page.get_by_role("link", name="알림 대기열")).to_have_attribute("aria-current", "page")
 
     # enrol a household, then a sensor: the secrets are shown once

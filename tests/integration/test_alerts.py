@@ -300,3 +300,14 @@ def test_timers_door_left_open_and_silent_or_lost_sensor(
         )
     finally:
         stack.stop()
+
+
+def test_whoami_tells_operators_whether_a_centre_webhook_is_set(
+    live: Stack, receiver: Receiver
+) -> None:
+    with live.api() as api:
+        assert api.get("/api/v1/whoami").json()["centre_webhook"] is True
+    hh, _prov, sensor = _household(live, receiver, "/hh-whoami")
+    sensor.stop()
+    with live.api(hh["token"]) as resident:
+        assert resident.get("/api/v1/whoami").json().get("centre_webhook") is None

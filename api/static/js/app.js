@@ -70,6 +70,8 @@ async function route() {
   }
   $("resident").hidden = true;
   $("operator").hidden = false;
+  // escalations and help requests go nowhere without a control-centre webhook: say so loudly
+  $("no-centre-banner").hidden = me.centre_webhook !== false;
   if (!feed()) startFeed(); // alerts are heard (title, sound) on every operator page
   const name = location.hash.slice(1) in OPERATOR_VIEWS ? location.hash.slice(1) : "alerts";
   for (const a of document.querySelectorAll(".tabs a")) {
