@@ -175,7 +175,9 @@ export class AlertFeed {
         if (!merged.has(id) || (a.updated_at || "") > (merged.get(id).updated_at || "")) merged.set(id, a);
       }
       this.list.setAll([...merged.values()]);
-      if (!this.loaded) for (const id of merged.keys()) this.announced.add(id);
+      // what is already there at sign-in is not news: no beep for it, nor for a help request
+      // its story turns out to hold once fetched
+      if (!this.loaded) for (const id of merged.keys()) this.announced.add(id).add(`${id}:help`);
       this.loaded = true;
       for (const a of merged.values()) this.want(a);
       this.emit("load");
