@@ -12,14 +12,12 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import time
-
-from prometheus_client import start_http_server
 
 from broker_bridge.bridge import Bridge
 from core.broker.mosquitto import load_or_create_credentials
 from core.jsonlog import configure_logging
+from core.service import start_metrics, stop_on_signals, wall_us
 from core.settings import Settings
 from core.storage import heartbeats
 from core.storage.db import checkpoint_forever, connect, open_database
@@ -27,25 +25,11 @@ from core.storage.db import checkpoint_forever, connect, open_database
 log = logging.getLogger("ansim.bridge")
 
 
-def wall_us() -> int:
-    return time.time_ns() // 1000
-
-
 async def main_async(settings: Settings) -> int:
     creds = load_or_create_credentials(settings)
-    if settings.bridge_metrics_port:
-        try:
-            start_http_server(settings.bridge_metrics_port, addr=settings.http_host)
-        except OSError as exc:
-            log.error(
-                "cannot start: metrics port unavailable",
-                extra={"port": settings.bridge_metrics_port, "error": str(exc)},
-            )
-            return 2
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    if not start_metrics(settings.bridge_metrics_port, settings.http_host, log):
+        return 2
+    stop = stop_on_signals()
     conn = await open_database(settings.database)
     checkpoints: asyncio.Task[None] | None = None
     if settings.bridge_checkpoint_s > 0:

@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-import time
-
-from prometheus_client import start_http_server
 
 from core.jsonlog import configure_logging
 from core.notify import webhook_url_problem
+from core.service import start_metrics, stop_on_signals, wall_us
 from core.settings import Settings
 from core.storage import heartbeats
 from core.storage.db import Database, connect
@@ -21,26 +18,12 @@ from notifier.sender import make_client
 log = logging.getLogger("ansim.notifier")
 
 
-def wall_us() -> int:
-    return time.time_ns() // 1000
-
-
 async def main_async(settings: Settings) -> int:
     # the metrics port first: a port held by another program is a clean exit 2 before the
     # database is opened (aiosqlite's non-daemon thread would keep a failed process alive)
-    if settings.notifier_metrics_port:
-        try:
-            start_http_server(settings.notifier_metrics_port, addr=settings.http_host)
-        except OSError as exc:
-            log.error(
-                "cannot start: metrics port unavailable",
-                extra={"port": settings.notifier_metrics_port, "error": str(exc)},
-            )
-            return 2
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    if not start_metrics(settings.notifier_metrics_port, settings.http_host, log):
+        return 2
+    stop = stop_on_signals()
     db = await Database.open(settings.database)
     try:
         hb_conn = await connect(settings.database)

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -29,10 +28,11 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from prometheus_client import Counter, Gauge, start_http_server
+from prometheus_client import Counter, Gauge
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.jsonlog import configure_logging
+from core.service import start_metrics, stop_on_signals, wall_us
 from core.settings import Settings
 from core.storage import heartbeats
 from core.storage import jobs as job_store
@@ -236,26 +236,12 @@ def build_specs(settings: Settings, grades: GradeSettings) -> list[JobSpec]:
     ]  # fmt: skip
 
 
-def wall_us() -> int:
-    return time.time_ns() // 1000
-
-
 async def main_async(settings: Settings) -> int:
     # the metrics port first: a port held by another program is a clean exit 2 before the
     # database is opened (aiosqlite's non-daemon thread would keep a failed process alive)
-    if settings.scheduler_metrics_port:
-        try:
-            start_http_server(settings.scheduler_metrics_port, addr=settings.http_host)
-        except OSError as exc:
-            log.error(
-                "cannot start: metrics port unavailable",
-                extra={"port": settings.scheduler_metrics_port, "error": str(exc)},
-            )
-            return 2
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    if not start_metrics(settings.scheduler_metrics_port, settings.http_host, log):
+        return 2
+    stop = stop_on_signals()
     db = await Database.open(settings.database)
     try:
         hb_conn = await connect(settings.database)
