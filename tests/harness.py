@@ -25,6 +25,20 @@ from core.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def schema_at(db: Any, version: int) -> None:
+    """Build the schema as it was at `version` on an open sqlite3 connection: the start
+    of a migration test (from that version to the newest)."""
+    from core.storage.db import _statements
+    from core.storage.schema import MIGRATIONS
+
+    for v, script in MIGRATIONS:
+        if v > version:
+            break
+        for stmt in _statements(script):
+            db.execute(stmt)
+    db.execute(f"PRAGMA user_version = {version}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

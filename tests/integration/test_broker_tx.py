@@ -21,7 +21,7 @@ from core.models import EventType
 from core.storage import sensors as sensor_store
 from core.storage.db import connect, transaction
 from simulator.device import VirtualSensor
-from tests.harness import Stack, wait_until
+from tests.harness import Stack, schema_at, wait_until
 
 PENDING_TIMEOUT_S = 30
 
@@ -289,17 +289,9 @@ def test_migration_6_marks_existing_retired_sensors_deleted(tmp_path: Path) -> N
     their broker client inside the transaction)."""
     import sqlite3
 
-    from core.storage.db import _statements
-    from core.storage.schema import MIGRATIONS
-
     path = tmp_path / "v5.db"
     with sqlite3.connect(path) as db:
-        for version, script in MIGRATIONS:
-            if version > 5:
-                break
-            for stmt in _statements(script):
-                db.execute(stmt)
-        db.execute("PRAGMA user_version = 5")
+        schema_at(db, 5)
         db.execute(
             "INSERT INTO households (household_id, name, lat, lon, timezone, night_window,"
             " mode_since_us, created_us) VALUES ('hh-1','x',37.5,126.9,'UTC','23:00-05:00',0,0)"

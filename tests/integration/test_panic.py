@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 from core.models import EventType
-from core.storage.db import _statements, connect, migrate
-from core.storage.schema import MIGRATIONS
+from core.storage.db import connect, migrate
 from simulator.device import VirtualSensor
-from tests.harness import Stack, wait_until
+from tests.harness import Stack, schema_at, wait_until
 from tests.receiver import Receiver
 
 
@@ -207,12 +206,7 @@ def test_open_close_open_within_2_s_is_one_alert(live: Stack, receiver: Receiver
 def test_migration_8_adds_the_duress_pin_hash_and_keeps_households(tmp_path: Path) -> None:
     path = tmp_path / "v7.db"
     with sqlite3.connect(path) as db:
-        for version, script in MIGRATIONS:
-            if version > 7:
-                break
-            for stmt in _statements(script):
-                db.execute(stmt)
-        db.execute("PRAGMA user_version = 7")
+        schema_at(db, 7)
         db.execute(
             "INSERT INTO households (household_id, name, lat, lon, timezone, night_window,"
             " mode, mode_since_us, created_us)"

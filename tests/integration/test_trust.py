@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 
 from core.models import EventType
-from core.storage.db import _statements, connect, migrate
-from core.storage.schema import MIGRATIONS
+from core.storage.db import connect, migrate
 from simulator.device import VirtualSensor
-from tests.harness import Stack, wait_until
+from tests.harness import Stack, schema_at, wait_until
 from tests.integration.grades_helpers import (
     CENTRE,
     distance_m,
@@ -192,12 +191,7 @@ def test_migration_7_removes_incidents_of_kinds_not_about_the_street(tmp_path: P
     """From v6: the copies of confirmed battery_low/tamper/... alerts go, the rest stay."""
     path = tmp_path / "v6.db"
     with sqlite3.connect(path) as db:
-        for version, script in MIGRATIONS:
-            if version > 6:
-                break
-            for stmt in _statements(script):
-                db.execute(stmt)
-        db.execute("PRAGMA user_version = 6")
+        schema_at(db, 6)
         for i, kind in enumerate(
             ["intrusion", "night_opening", "battery_low", "tamper", "sensor_offline",
              "door_left_open", None]
