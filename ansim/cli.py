@@ -12,7 +12,7 @@ from core.jsonlog import configure_logging
 from core.models import Role
 from core.settings import Settings
 from core.storage import audit, tokens
-from core.storage.db import open_database, transaction
+from core.storage.db import open_connection, transaction
 from core.timeutil import from_us, rfc3339, to_us
 
 
@@ -22,7 +22,7 @@ async def create_token(
     from datetime import UTC, datetime
 
     token = new_token()
-    conn = await open_database(settings.database)
+    conn = await open_connection(settings, "ansim-cli")
     try:
         now = to_us(datetime.now(UTC))
         async with transaction(conn):
@@ -45,7 +45,7 @@ async def create_token(
 def _no_database(settings: Settings) -> str | None:
     """Why a token command must not run here: the stack's database is not where we look
     (a new one would be created whose tokens the running stack never sees)."""
-    if settings.database.is_file():
+    if settings.database_url or settings.database.is_file():
         return None
     return (
         f"ansim: no database at {settings.database} (ANSIM_DATA_DIR={settings.data_dir}):"
@@ -59,7 +59,7 @@ def _when(us: int | None) -> str:
 
 
 async def list_tokens(settings: Settings) -> list[tokens.TokenInfo]:
-    conn = await open_database(settings.database)
+    conn = await open_connection(settings, "ansim-cli")
     try:
         return await tokens.list_tokens(conn)
     finally:
@@ -69,7 +69,7 @@ async def list_tokens(settings: Settings) -> list[tokens.TokenInfo]:
 async def revoke_token(settings: Settings, token_id: str) -> tokens.TokenInfo:
     from datetime import UTC, datetime
 
-    conn = await open_database(settings.database)
+    conn = await open_connection(settings, "ansim-cli")
     try:
         now = to_us(datetime.now(UTC))
         async with transaction(conn):

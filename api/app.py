@@ -23,7 +23,7 @@ from core.broker.dynsec import BrokerUnavailable, DynsecAdmin
 from core.broker.mosquitto import load_or_create_credentials
 from core.broker.tls import ensure_tls
 from core.settings import Settings
-from core.storage.db import Database
+from core.storage.db import location, open_store
 
 log = logging.getLogger("ansim.api")
 
@@ -71,9 +71,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.db = await Database.open(settings.database)
+        app.state.db = await open_store(settings, "ansim-api")
         await holder()
-        log.info("api ready", extra={"database": str(settings.database)})
+        log.info("api ready", extra={"database": location(settings)})
         try:
             yield
         finally:

@@ -11,14 +11,14 @@ from core.broker.dynsec import DynsecAdmin
 from core.broker.tls import TlsFiles
 from core.models import Role
 from core.settings import Settings
-from core.storage.db import Database
+from core.storage.port import Store
 from core.storage.tokens import Principal, find_principal
 
 _bearer = HTTPBearer(auto_error=False, description="an operator or resident token")
 
 
-def get_db(request: Request) -> Database:
-    db: Database = request.app.state.db
+def get_db(request: Request) -> Store:
+    db: Store = request.app.state.db
     return db
 
 
@@ -41,7 +41,7 @@ async def get_admin_or_none(request: Request) -> DynsecAdmin | None:
     return admin
 
 
-DbDep = Annotated[Database, Depends(get_db)]
+DbDep = Annotated[Store, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import aiosqlite
-
 from api.timefmt import now_us
 from core.engine import Input
 from core.settings import Settings
 from core.storage.alert_state import Evaluated, build_config, evaluate
+from core.storage.port import Conn
 from core.timeutil import from_us
 
 
 async def run_engine(
-    conn: aiosqlite.Connection, settings: Settings, household_id: str, inputs: Sequence[Input]
+    conn: Conn, settings: Settings, household_id: str, inputs: Sequence[Input]
 ) -> Evaluated:
     """The engine over one household in the request's write transaction, stamped now."""
     return await evaluate(conn, [household_id], inputs, build_config(settings), from_us(now_us()))

@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 
 from core.geo import Segment, SegmentIndex
 from core.storage import segments as segment_store
-from core.storage.db import Database
+from core.storage.port import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,14 +26,14 @@ class SegmentIndexCache:
         self._snapshot: SegmentSnapshot | None = None
         self._lock = asyncio.Lock()
 
-    async def get(self, db: Database) -> SegmentSnapshot:
+    async def get(self, db: Store) -> SegmentSnapshot:
         version = await segment_store.segments_version(db.reader)
         snap = self._snapshot
         if snap is not None and snap.version == version:
             return snap
         return await self.rebuild(db, version)
 
-    async def rebuild(self, db: Database, at_least: int = 0) -> SegmentSnapshot:
+    async def rebuild(self, db: Store, at_least: int = 0) -> SegmentSnapshot:
         async with self._lock:
             snap = self._snapshot
             if snap is not None and snap.version >= at_least and at_least > 0:

@@ -20,7 +20,8 @@ from core.jsonlog import configure_logging
 from core.service import start_metrics, stop_on_signals, wall_us
 from core.settings import Settings
 from core.storage import heartbeats
-from core.storage.db import checkpoint_forever, connect, open_database
+from core.storage.db import checkpoint_forever, connect, location, open_connection
+from core.storage.sqlite import SqliteConn, turn_off_autocheckpoint
 
 log = logging.getLogger("ansim.bridge")
 
@@ -30,22 +31,23 @@ async def main_async(settings: Settings) -> int:
     if not start_metrics(settings.bridge_metrics_port, settings.http_host, log):
         return 2
     stop = stop_on_signals()
-    conn = await open_database(settings.database)
+    conn = await open_connection(settings, "ansim-bridge")
     checkpoints: asyncio.Task[None] | None = None
     if settings.bridge_checkpoint_s > 0:
         # the writer's COMMIT never runs a checkpoint: a task of its own does, every N s
-        await conn.execute("PRAGMA wal_autocheckpoint = 0")
+        if isinstance(conn, SqliteConn):
+            await turn_off_autocheckpoint(conn)
         checkpoints = asyncio.create_task(
-            checkpoint_forever(settings.database, settings.bridge_checkpoint_s, stop)
+            checkpoint_forever(settings, settings.bridge_checkpoint_s, stop)
         )
     try:
-        hb_conn = await connect(settings.database)
+        hb_conn = await connect(settings, "ansim-bridge")
         try:
             log.info(
                 "bridge starting",
                 extra={
                     "broker": f"{settings.mqtt_host}:{settings.mqtt_port}",
-                    "database": str(settings.database),
+                    "database": location(settings),
                     "time_mode": str(settings.time_mode),
                     "metrics": f"http://{settings.http_host}:{settings.bridge_metrics_port}/metrics",
                 },

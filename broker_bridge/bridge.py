@@ -15,7 +15,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -50,7 +49,7 @@ from core.storage.alert_state import (
     read_event_clock,
     save,
 )
-from core.storage.db import is_transient_error, transaction
+from core.storage.db import DB_ERRORS, is_transient_error, transaction
 from core.storage.ingest import (
     StoreResult,
     insert_events,
@@ -58,6 +57,7 @@ from core.storage.ingest import (
     store_batch,
     update_sensors,
 )
+from core.storage.port import Conn
 from core.timeutil import from_us, rfc3339
 from core.wire import SENSORS_FILTER
 
@@ -76,9 +76,7 @@ def now_us() -> int:
 
 
 class Bridge:
-    def __init__(
-        self, settings: Settings, conn: aiosqlite.Connection, username: str, password: str
-    ) -> None:
+    def __init__(self, settings: Settings, conn: Conn, username: str, password: str) -> None:
         self.settings = settings
         self.conn = conn
         self.username = username
@@ -301,7 +299,7 @@ class Bridge:
                 await asyncio.sleep(0.5)
 
     async def _evaluate(
-        self, conn: aiosqlite.Connection, batch: Classified, stored: set[tuple[int, int, int]]
+        self, conn: Conn, batch: Classified, stored: set[tuple[int, int, int]]
     ) -> list[str]:
         """load → decide → save for what this batch newly stored (the middle of `_commit`);
         the ids of the alerts raised. The decision time is the wall clock in live mode; in
@@ -381,7 +379,7 @@ class Bridge:
                     self.totals["alerts"] += len(done.raised)
                     metrics.ALERTS.inc(len(done.raised))
                     log.info("alerts raised by timers", extra={"alert_ids": done.raised})
-            except aiosqlite.Error as exc:
+            except DB_ERRORS as exc:
                 log.error("rules tick failed; will retry", extra={"error": str(exc)})
             except Exception:  # a bug here must not stop every timer for good
                 log.exception("rules tick raised; will retry")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from core.broker.dynsec import DynsecAdmin
 from core.storage import audit
 from core.storage import sensors as sensor_store
-from core.storage.db import Database
+from core.storage.port import Store
 
 log = logging.getLogger("ansim.sensor_broker")
 
@@ -27,7 +27,7 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-async def finish_deletes(db: Database, admin: DynsecAdmin, sensor_ids: Iterable[str]) -> list[str]:
+async def finish_deletes(db: Store, admin: DynsecAdmin, sensor_ids: Iterable[str]) -> list[str]:
     """Delete the broker clients of retired (`deleting`) sensors, each marked `deleted` in a
     short transaction of its own once the broker confirmed. Raises on the first broker
     failure (what was done so far stays done)."""
@@ -50,7 +50,7 @@ class SweepResult:
         return {"abandoned": self.abandoned, "deleted": self.deleted, "failed": self.failed}
 
 
-async def sweep(db: Database, admin: DynsecAdmin, pending_timeout_s: float) -> SweepResult:
+async def sweep(db: Store, admin: DynsecAdmin, pending_timeout_s: float) -> SweepResult:
     """Complete what a crash or an outage left half done: a sensor `pending` for longer than
     `pending_timeout_s` (its provisioning answer was never given, nobody retried) is retired
     as `provisioning_abandoned` (its id stays taken) and loses its broker client if it got

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # where things live
     data_dir: Path = Field(default=Path("data"), description="SQLite file and broker state")
     db_path: Path | None = Field(default=None, description="default: DATA_DIR/ansim.db")
+    # PostgreSQL instead of the SQLite file: postgresql://user:pass@host:port/db (issue 10)
+    database_url: str | None = None
+    pg_pool_size: int = 4  # pooled connections per API/notifier/scheduler process (reads)
 
     # HTTP API
     http_host: str = "127.0.0.1"

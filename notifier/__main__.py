@@ -11,7 +11,7 @@ from core.notify import webhook_url_problem
 from core.service import start_metrics, stop_on_signals, wall_us
 from core.settings import Settings
 from core.storage import heartbeats
-from core.storage.db import Database, connect
+from core.storage.db import connect, open_store
 from notifier.dispatcher import Dispatcher
 from notifier.sender import make_client
 
@@ -24,9 +24,9 @@ async def main_async(settings: Settings) -> int:
     if not start_metrics(settings.notifier_metrics_port, settings.http_host, log):
         return 2
     stop = stop_on_signals()
-    db = await Database.open(settings.database)
+    db = await open_store(settings, "ansim-notifier")
     try:
-        hb_conn = await connect(settings.database)
+        hb_conn = await connect(settings, "ansim-notifier")
         try:
             beats = asyncio.create_task(
                 heartbeats.beat_forever(

@@ -34,7 +34,6 @@ from core.dispatch import (
 from core.notify import RetryPolicy
 from core.settings import Settings
 from core.storage import wake
-from core.storage.db import Database
 from core.storage.outbox import (
     Notification,
     current_target,
@@ -42,6 +41,7 @@ from core.storage.outbox import (
     pending_after,
     record_attempt,
 )
+from core.storage.port import Store
 from notifier import metrics
 from notifier.sender import Outcome, post
 
@@ -77,7 +77,7 @@ def limits_from(settings: Settings) -> Limits:
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, db: Database, client: httpx.AsyncClient) -> None:
+    def __init__(self, settings: Settings, db: Store, client: httpx.AsyncClient) -> None:
         self.settings = settings
         self.db = db
         self.client = client
@@ -244,7 +244,7 @@ class Dispatcher:
         poll = self.settings.notify_poll_ms / 1000
         writer = asyncio.create_task(self._writer(stop))
         loop = asyncio.get_running_loop()
-        listener = wake.Listener(self.settings.database, self.wake.set)
+        listener = wake.Listener(wake.channel_for(self.db.location), self.wake.set)
         listener.start(loop)  # a commit that adds outbox rows wakes us; polling stays
         while not stop.is_set():
             try:

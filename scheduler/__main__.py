@@ -36,7 +36,8 @@ from core.service import start_metrics, stop_on_signals, wall_us
 from core.settings import Settings
 from core.storage import heartbeats
 from core.storage import jobs as job_store
-from core.storage.db import Database, connect
+from core.storage.db import connect, open_store
+from core.storage.port import Store
 from core.storage.segments import GradeSettings
 from core.timeutil import to_us
 from scheduler import jobs
@@ -46,7 +47,7 @@ log = logging.getLogger("ansim.scheduler")
 RUNS = Counter("ansim_scheduler_job_runs_total", "Job runs by outcome", ["job", "outcome"])
 LAST_OK = Gauge("ansim_scheduler_job_last_success_timestamp", "Last successful run", ["job"])
 
-JobFn = Callable[[Database, Settings, datetime], Awaitable[Any]]
+JobFn = Callable[[Store, Settings, datetime], Awaitable[Any]]
 
 
 class SchedulerExtras(BaseSettings):
@@ -78,7 +79,7 @@ def _summarise(result: Any) -> Any:
 class Runner:
     """Runs jobs and records every run; one run per job at a time."""
 
-    def __init__(self, db: Database, settings: Settings, specs: list[JobSpec]) -> None:
+    def __init__(self, db: Store, settings: Settings, specs: list[JobSpec]) -> None:
         self.db = db
         self.settings = settings
         self.specs = {s.job_id: s for s in specs}
@@ -242,9 +243,9 @@ async def main_async(settings: Settings) -> int:
     if not start_metrics(settings.scheduler_metrics_port, settings.http_host, log):
         return 2
     stop = stop_on_signals()
-    db = await Database.open(settings.database)
+    db = await open_store(settings, "ansim-scheduler")
     try:
-        hb_conn = await connect(settings.database)
+        hb_conn = await connect(settings, "ansim-scheduler")
         try:
             beats = asyncio.create_task(
                 heartbeats.beat_forever(
@@ -268,7 +269,7 @@ async def main_async(settings: Settings) -> int:
     return 0
 
 
-async def _serve(db: Database, settings: Settings, stop: asyncio.Event) -> None:
+async def _serve(db: Store, settings: Settings, stop: asyncio.Event) -> None:
     extras = SchedulerExtras()
     runner = Runner(db, settings, build_specs(settings, GradeSettings()))
     sched = AsyncIOScheduler(timezone=settings.timezone)

@@ -18,9 +18,9 @@ from core.sensor_broker import sweep
 from core.settings import Settings
 from core.storage import segments as segment_store
 from core.storage.alert_state import build_config, evaluate, households_due
-from core.storage.db import Database
 from core.storage.dead_letters import purge_dead_letters_before
 from core.storage.events import purge_events_before
+from core.storage.port import Store
 from core.storage.sensors import broker_work
 from core.timeutil import to_us
 
@@ -33,7 +33,7 @@ class JobSkipped(Exception):
     """The job had nothing it could do now (e.g. another recompute holds the lease)."""
 
 
-async def offline_sweep(db: Database, settings: Settings, now: datetime) -> list[str]:
+async def offline_sweep(db: Store, settings: Settings, now: datetime) -> list[str]:
     """The rules' timers as a safety net (live mode): sensors silent for 3 heartbeat
     intervals (+ the grace) go offline with a `sensor_offline` alert, unacknowledged alerts
     escalate, due entry-delay / door-left-open checks fire. The bridge does the same every
@@ -54,7 +54,7 @@ async def offline_sweep(db: Database, settings: Settings, now: datetime) -> list
     return done.raised
 
 
-async def retention_purge(db: Database, settings: Settings, now: datetime) -> int:
+async def retention_purge(db: Store, settings: Settings, now: datetime) -> int:
     """Raw door events older than the retention period are deleted."""
     cutoff = now - timedelta(days=settings.retention_days)
     deleted = await _purge(db, to_us(cutoff))
@@ -62,12 +62,12 @@ async def retention_purge(db: Database, settings: Settings, now: datetime) -> in
     return deleted
 
 
-async def _purge(db: Database, cutoff_us: int) -> int:
+async def _purge(db: Store, cutoff_us: int) -> int:
     async with db.writer_session() as conn:
         return await purge_events_before(conn, cutoff_us)
 
 
-async def dead_letter_purge(db: Database, settings: Settings, now: datetime) -> dict[str, int]:
+async def dead_letter_purge(db: Store, settings: Settings, now: datetime) -> dict[str, int]:
     """Dead letters (and the cap's tallies) older than their retention period are deleted,
     a short transaction per batch of rows so ingest is never held up for long."""
     cutoff = now - timedelta(days=settings.dead_letter_retention_days)
@@ -86,7 +86,7 @@ class _IndexCache:
 _index_cache = _IndexCache()
 
 
-async def _segment_index(db: Database) -> SegmentIndex:
+async def _segment_index(db: Store) -> SegmentIndex:
     """The segment index, rebuilt only when an import changed the segment set."""
     version = await segment_store.segments_version(db.reader)
     if _index_cache.index is None or _index_cache.version != version:
@@ -96,7 +96,7 @@ async def _segment_index(db: Database) -> SegmentIndex:
     return _index_cache.index
 
 
-async def grade_recompute(db: Database, settings: Settings, now: datetime) -> dict[str, Any]:
+async def grade_recompute(db: Store, settings: Settings, now: datetime) -> dict[str, Any]:
     """Recompute every segment's adjusted grade (nightly, and on demand)."""
     index = await _segment_index(db)
     if len(index) == 0:
@@ -114,7 +114,7 @@ async def grade_recompute(db: Database, settings: Settings, now: datetime) -> di
 _broker_admin: list[DynsecAdmin] = []  # the scheduler's one admin connection, made on first need
 
 
-async def sensor_broker_sweep(db: Database, settings: Settings, now: datetime) -> dict[str, Any]:
+async def sensor_broker_sweep(db: Store, settings: Settings, now: datetime) -> dict[str, Any]:
     """Completes what a crash or a broker outage left half done (core/sensor_broker.py): a
     sensor `pending` longer than ANSIM_SENSOR_PENDING_TIMEOUT_S is retired as
     `provisioning_abandoned` and its broker client deleted; a retired sensor whose broker

@@ -9,6 +9,7 @@ import pytest
 from core.pgserver import PostgresProcess
 from tests.harness import Stack
 from tests.pgtools import create_database, drop_database, reachable_tmp_dir
+from tests.targets import BACKENDS, Target
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -53,3 +54,17 @@ def pg_url(pg_server: PostgresProcess) -> Iterator[str]:
         yield url
     finally:
         drop_database(pg_server, url)
+
+
+@pytest.fixture(params=BACKENDS)
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    """A fresh database on each adapter in turn (tests/targets.py)."""
+    if request.param == "sqlite":
+        yield Target("sqlite", tmp_path)
+        return
+    server: PostgresProcess = request.getfixturevalue("pg_server")
+    url = create_database(server)
+    try:
+        yield Target("postgresql", tmp_path, url)
+    finally:
+        drop_database(server, url)

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def schema_at(db: Any, version: int) -> None:
     """Build the schema as it was at `version` on an open sqlite3 connection: the start
     of a migration test (from that version to the newest)."""
-    from core.storage.db import _statements
     from core.storage.schema import MIGRATIONS
+    from core.storage.schema import statements as _statements
 
     for v, script in MIGRATIONS:
         if v > version:

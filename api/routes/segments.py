@@ -25,7 +25,7 @@ from core.grading import detail_visible
 from core.storage import audit
 from core.storage import jobs as job_store
 from core.storage import segments as segment_store
-from core.storage.db import Database
+from core.storage.port import Store
 from core.storage.segments import (
     MAX_REPORTED_PROBLEMS,
     GradeRow,
@@ -142,7 +142,7 @@ def _public(seg: Segment, row: GradeRow | None, households_behind: int, k: int) 
 
 
 async def _published(
-    db: Database, snapshot: SegmentSnapshot, positions: list[int] | None, k: int
+    db: Store, snapshot: SegmentSnapshot, positions: list[int] | None, k: int
 ) -> list[tuple[Segment, dict[str, Any]]]:
     segs = snapshot.segments
     chosen = list(segs) if positions is None else [segs[i] for i in positions]
@@ -163,7 +163,7 @@ class _FeatureCache:
         self.by_pos: dict[int, str] = {}
 
     async def get(
-        self, db: Database, snapshot: SegmentSnapshot, positions: list[int], k: int
+        self, db: Store, snapshot: SegmentSnapshot, positions: list[int], k: int
     ) -> list[str]:
         key = (snapshot.version, id(snapshot), k, *await segment_store.publish_version(db.reader))
         if key != self.key:

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import aiosqlite
-
 from core.engine import (
     AlertAnswered,
     AlertEscalated,
@@ -43,6 +41,7 @@ from core.rules import AlertPolicy, AlertView, PendingCheck, Recipient, SensorSt
 from core.settings import Settings
 from core.storage import alerts as alert_rows
 from core.storage.outbox import enqueue
+from core.storage.port import Conn
 from core.timeutil import from_us, to_us
 
 MODE_HISTORY_KEEP = 64
@@ -96,16 +95,32 @@ def alert_view(r: alert_rows.AlertRow) -> AlertView:
 # ---------------------------------------------------------------------------- load
 
 
-async def load(conn: aiosqlite.Connection, household_ids: Iterable[str]) -> EngineState:
-    """The engine state of the enrolled households among `household_ids` (in that order)."""
+async def load(conn: Conn, household_ids: Iterable[str]) -> EngineState:
+    """The engine state of the enrolled households among `household_ids` (in that order).
+
+    Called inside the write transaction that will `save` the changes. On PostgreSQL the
+    households' rows are locked first (`FOR UPDATE`, in id order so two writers never
+    wait on each other in a circle): another writer deciding for one of them waits for
+    this COMMIT and then loads what it saved; other households are not held up. SQLite's
+    BEGIN IMMEDIATE holds the database's one write lock already."""
     ids = list(dict.fromkeys(household_ids))
     households: dict[str, HouseholdRecord] = {}
+    lock = conn.dialect.lock_rows()
+    if lock:
+        ordered = sorted(ids)
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start : start + _CHUNK]
+            await conn.execute(
+                "SELECT household_id FROM households WHERE household_id IN"
+                f" ({','.join('?' * len(chunk))}) ORDER BY household_id{lock}",
+                chunk,
+            )
     for start in range(0, len(ids), _CHUNK):
         households |= await _load_chunk(conn, ids[start : start + _CHUNK])
     return EngineState({h: households[h] for h in ids if h in households})
 
 
-async def _load_chunk(conn: aiosqlite.Connection, ids: list[str]) -> dict[str, HouseholdRecord]:
+async def _load_chunk(conn: Conn, ids: list[str]) -> dict[str, HouseholdRecord]:
     marks = ",".join("?" * len(ids))
     rows: dict[str, Any] = {}
     async with conn.execute(
@@ -121,7 +136,7 @@ async def _load_chunk(conn: aiosqlite.Connection, ids: list[str]) -> dict[str, H
         "SELECT household_id, mode, at_us FROM (SELECT household_id, mode, at_us,"
         " mode_change_id, ROW_NUMBER() OVER (PARTITION BY household_id"
         " ORDER BY at_us DESC, mode_change_id DESC) AS rn FROM mode_changes"
-        f" WHERE household_id IN ({marks})) WHERE rn <= {MODE_HISTORY_KEEP}"
+        f" WHERE household_id IN ({marks})) AS recent WHERE rn <= {MODE_HISTORY_KEEP}"
         " ORDER BY household_id, at_us, mode_change_id",
         ids,
     ) as cur:
@@ -190,7 +205,7 @@ async def _load_chunk(conn: aiosqlite.Connection, ids: list[str]) -> dict[str, H
     return out
 
 
-async def stored_dedupe_keys(conn: aiosqlite.Connection, keys: Iterable[str]) -> set[str]:
+async def stored_dedupe_keys(conn: Conn, keys: Iterable[str]) -> set[str]:
     """Which of `keys` an alert (in any state) already holds."""
     wanted = list(keys)
     found: set[str] = set()
@@ -205,7 +220,7 @@ async def stored_dedupe_keys(conn: aiosqlite.Connection, keys: Iterable[str]) ->
 
 
 async def decide_stored(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     state: EngineState,
     inputs: Sequence[Input],
     config: EngineConfig,
@@ -230,7 +245,7 @@ async def decide_stored(
 # ---------------------------------------------------------------------------- save
 
 
-async def save(conn: aiosqlite.Connection, changes: Changes) -> list[str]:
+async def save(conn: Conn, changes: Changes) -> list[str]:
     """Write `changes`, a few statements for the whole batch (each awaited statement is a
     round trip to the database thread). Returns the ids of the alerts inserted."""
     now = to_us(changes.recorded_at)
@@ -331,7 +346,7 @@ class Evaluated:
 
 
 async def evaluate(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     household_ids: Iterable[str],
     inputs: Sequence[Input],
     config: EngineConfig,
@@ -347,7 +362,7 @@ async def evaluate(
 
 
 async def households_due(
-    conn: aiosqlite.Connection, now_us: int, silent_before_us: int, limit: int = 2000
+    conn: Conn, now_us: int, silent_before_us: int, limit: int = 2000
 ) -> list[str]:
     """Households with a timer due, an escalation due, or a sensor gone silent."""
     async with conn.execute(
@@ -361,15 +376,16 @@ async def households_due(
         return [r[0] for r in await cur.fetchall()]
 
 
-async def read_event_clock(conn: aiosqlite.Connection) -> int | None:
+async def read_event_clock(conn: Conn) -> int | None:
     async with conn.execute("SELECT now_us FROM event_clock WHERE id = 1") as cur:
         row = await cur.fetchone()
     return None if row is None else int(row[0])
 
 
-async def advance_event_clock(conn: aiosqlite.Connection, now_us: int) -> None:
+async def advance_event_clock(conn: Conn, now_us: int) -> None:
     await conn.execute(
         "INSERT INTO event_clock (id, now_us) VALUES (1, ?)"
-        " ON CONFLICT (id) DO UPDATE SET now_us = MAX(now_us, excluded.now_us)",
+        " ON CONFLICT (id) DO UPDATE SET now_us ="
+        f" {conn.dialect.greatest('event_clock.now_us', 'excluded.now_us')}",
         (now_us,),
     )

@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
+from core.storage.port import Conn
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ def _row(r: Any) -> AlertRow:
 
 
 async def insert_alert(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     alert_id: str,
     household_id: str,
@@ -109,16 +109,20 @@ async def insert_alert(
     return inserted
 
 
-async def fold_into(conn: aiosqlite.Connection, alert_id: str, event_us: int, now_us: int) -> None:
+_CENTRE = "'centre'"  # as an SQL literal
+
+
+async def fold_into(conn: Conn, alert_id: str, event_us: int, now_us: int) -> None:
     await conn.execute(
-        "UPDATE alerts SET repeats = repeats + 1, last_event_us = MAX(last_event_us, ?),"
+        "UPDATE alerts SET repeats = repeats + 1,"
+        f" last_event_us = {conn.dialect.greatest('last_event_us', '?')},"
         " updated_us = ? WHERE alert_id = ?",
         (event_us, now_us, alert_id),
     )
 
 
 async def add_transition(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     alert_id: str,
     at_us: int,
     actor: str,
@@ -134,13 +138,13 @@ async def add_transition(
     )
 
 
-async def get_alert(conn: aiosqlite.Connection, alert_id: str) -> AlertRow | None:
+async def get_alert(conn: Conn, alert_id: str) -> AlertRow | None:
     async with conn.execute(f"SELECT {_COLS} FROM alerts WHERE alert_id = ?", (alert_id,)) as cur:
         row = await cur.fetchone()
     return None if row is None else _row(row)
 
 
-async def open_alerts_for(conn: aiosqlite.Connection, household_ids: list[str]) -> list[AlertRow]:
+async def open_alerts_for(conn: Conn, household_ids: list[str]) -> list[AlertRow]:
     if not household_ids:
         return []
     marks = ",".join("?" * len(household_ids))
@@ -152,7 +156,7 @@ async def open_alerts_for(conn: aiosqlite.Connection, household_ids: list[str]) 
 
 
 async def set_state(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     alert: AlertRow,
     *,
     to_state: str,
@@ -168,7 +172,7 @@ async def set_state(
 
 
 async def set_alert_state(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     alert_id: str,
     from_state: str,
     *,
@@ -199,7 +203,8 @@ async def set_alert_state(
     elif action == "escalate":
         await conn.execute(
             "UPDATE alerts SET escalated_us = ?, updated_us = ?,"
-            " recipients = CASE WHEN instr(recipients, 'centre') THEN recipients"
+            f" recipients = CASE WHEN {conn.dialect.contains('recipients', _CENTRE)}"
+            " THEN recipients"
             " ELSE recipients || ',centre' END WHERE alert_id = ?",
             (now_us, now_us, alert_id),
         )
@@ -210,7 +215,7 @@ async def set_alert_state(
 
 
 async def list_alerts(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     limit: int,
     household_id: str | None = None,
@@ -238,7 +243,7 @@ async def list_alerts(
 
 
 async def transitions_since(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     after_id: int,
     household_id: str | None,
     limit: int = 500,
@@ -259,17 +264,16 @@ async def transitions_since(
     sql += " ORDER BY t.transition_id LIMIT ?"
     params.append(limit)
     async with conn.execute(sql, params) as cur:
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, r, strict=True)) for r in await cur.fetchall()]
+        return [dict(r) for r in await cur.fetchall()]
 
 
-async def last_transition_id(conn: aiosqlite.Connection) -> int:
+async def last_transition_id(conn: Conn) -> int:
     async with conn.execute("SELECT COALESCE(MAX(transition_id), 0) FROM alert_transitions") as cur:
         row = await cur.fetchone()
     return int(row[0]) if row else 0
 
 
-async def alert_history(conn: aiosqlite.Connection, alert_id: str) -> list[dict[str, Any]]:
+async def alert_history(conn: Conn, alert_id: str) -> list[dict[str, Any]]:
     async with conn.execute(
         "SELECT at_us, actor, action, from_state, to_state, detail FROM alert_transitions"
         " WHERE alert_id = ? ORDER BY transition_id",
@@ -282,6 +286,6 @@ async def alert_history(conn: aiosqlite.Connection, alert_id: str) -> list[dict[
         ]  # fmt: skip
 
 
-async def count_alerts(conn: aiosqlite.Connection) -> dict[tuple[str, str], int]:
+async def count_alerts(conn: Conn) -> dict[tuple[str, str], int]:
     async with conn.execute("SELECT kind, state, COUNT(*) FROM alerts GROUP BY kind, state") as cur:
         return {(r[0], r[1]): r[2] for r in await cur.fetchall()}

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiosqlite
+from core.storage.port import Conn
 
 
 async def record(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     now_us: int,
     actor: str,
     action: str,

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
+from core.storage.port import Conn
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,7 @@ def _fleet_where(f: FleetFilter) -> tuple[str, list[Any]]:
 
 
 async def list_fleet(
-    conn: aiosqlite.Connection, flt: FleetFilter, limit: int, after_pk: int | None = None
+    conn: Conn, flt: FleetFilter, limit: int, after_pk: int | None = None
 ) -> list[FleetRow]:
     """Sensors in provisioning order (`sensor_pk`), continuing after `after_pk`."""
     where, params = _fleet_where(flt)
@@ -89,7 +89,7 @@ async def list_fleet(
     return out
 
 
-async def summarise_fleet(conn: aiosqlite.Connection, low_battery_below: int) -> dict[str, int]:
+async def summarise_fleet(conn: Conn, low_battery_below: int) -> dict[str, int]:
     """Counts over the sensors in service, for the fleet table's header."""
     async with conn.execute(
         "SELECT COUNT(*),"
@@ -108,7 +108,7 @@ async def summarise_fleet(conn: aiosqlite.Connection, low_battery_below: int) ->
 
 
 async def list_audit(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     limit: int,
     before_id: int | None = None,
     actor: str | None = None,

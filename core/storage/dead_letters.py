@@ -10,8 +10,6 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-import aiosqlite
-
 from core.dead_letter_cap import (
     CapDecision,
     DeadLetterCap,
@@ -20,6 +18,7 @@ from core.dead_letter_cap import (
     window_key,
 )
 from core.ingest import DEAD_LETTER_PAYLOAD_KEEP, DeadLetter
+from core.storage.port import Conn
 
 DETAIL_KEEP = 500  # characters of a reason's detail stored (a detail may quote a 64 KiB topic)
 _KEYS_PER_QUERY = 400  # (source, window) pairs per lookup, 2 bound values each
@@ -27,7 +26,7 @@ PURGE_BATCH_ROWS = 2000  # rows deleted per short write transaction
 
 
 async def store_dead_letters(
-    conn: aiosqlite.Connection, dead: Sequence[DeadLetter], policy: DeadLetterCap
+    conn: Conn, dead: Sequence[DeadLetter], policy: DeadLetterCap
 ) -> CapDecision:
     """Inside the caller's write transaction: store what the cap lets through (payload cut to
     4 KiB), add every dead letter to its (source, window) tally."""
@@ -54,18 +53,18 @@ async def store_dead_letters(
             ],
         )
     await conn.executemany(
-        "INSERT INTO dead_letter_tallies (source, window_start_us, sensor_id, topic, stored,"
+        "INSERT INTO dead_letter_tallies AS t (source, window_start_us, sensor_id, topic, stored,"
         " suppressed, first_us, last_us, last_reason, last_detail) VALUES (?,?,?,?,?,?,?,?,?,?)"
         " ON CONFLICT (source, window_start_us) DO UPDATE SET"
-        " stored = stored + excluded.stored,"
-        " suppressed = suppressed + excluded.suppressed,"
-        " first_us = MIN(first_us, excluded.first_us),"
-        " last_us = MAX(last_us, excluded.last_us),"
-        " topic = CASE WHEN excluded.last_us >= last_us THEN excluded.topic ELSE topic END,"
-        " last_reason = CASE WHEN excluded.last_us >= last_us"
-        "  THEN excluded.last_reason ELSE last_reason END,"
-        " last_detail = CASE WHEN excluded.last_us >= last_us"
-        "  THEN excluded.last_detail ELSE last_detail END",
+        " stored = t.stored + excluded.stored,"
+        " suppressed = t.suppressed + excluded.suppressed,"
+        f" first_us = {conn.dialect.least('t.first_us', 'excluded.first_us')},"
+        f" last_us = {conn.dialect.greatest('t.last_us', 'excluded.last_us')},"
+        " topic = CASE WHEN excluded.last_us >= t.last_us THEN excluded.topic ELSE t.topic END,"
+        " last_reason = CASE WHEN excluded.last_us >= t.last_us"
+        "  THEN excluded.last_reason ELSE t.last_reason END,"
+        " last_detail = CASE WHEN excluded.last_us >= t.last_us"
+        "  THEN excluded.last_detail ELSE t.last_detail END",
         [
             (
                 t.source,
@@ -85,9 +84,7 @@ async def store_dead_letters(
     return decision
 
 
-async def _stored_so_far(
-    conn: aiosqlite.Connection, keys: Sequence[WindowKey]
-) -> dict[WindowKey, int]:
+async def _stored_so_far(conn: Conn, keys: Sequence[WindowKey]) -> dict[WindowKey, int]:
     out: dict[WindowKey, int] = {}
     for start in range(0, len(keys), _KEYS_PER_QUERY):
         chunk = keys[start : start + _KEYS_PER_QUERY]
@@ -106,34 +103,31 @@ async def _stored_so_far(
 
 
 async def purge_dead_letters_before(
-    conn: aiosqlite.Connection, cutoff_us: int, batch_rows: int = PURGE_BATCH_ROWS
+    conn: Conn, cutoff_us: int, batch_rows: int = PURGE_BATCH_ROWS
 ) -> dict[str, int]:
     """Delete dead letters received before `cutoff_us`, and tallies whose last dead letter
     is older, `batch_rows` at a time, each batch its own short transaction, so the bridge's
     ingest transactions get the database in between. `conn` must be outside a transaction."""
     deleted = {"dead_letters": 0, "tallies": 0}
-    for name, sql in (
+    for name, sql, params in (
         (
             "dead_letters",
             "DELETE FROM dead_letters WHERE dead_letter_id IN (SELECT dead_letter_id"
             " FROM dead_letters WHERE received_us < ? ORDER BY received_us LIMIT ?)",
+            (cutoff_us, batch_rows),
         ),
         (
             "tallies",
             "DELETE FROM dead_letter_tallies WHERE (source, window_start_us) IN"
             " (SELECT source, window_start_us FROM dead_letter_tallies"
-            "  WHERE window_start_us < ?1 AND last_us < ?1 LIMIT ?2)",
+            "  WHERE window_start_us < ? AND last_us < ? LIMIT ?)",
+            (cutoff_us, cutoff_us, batch_rows),
         ),
     ):
         while True:
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = await conn.execute(sql, (cutoff_us, batch_rows))
+            async with conn.transaction():
+                cur = await conn.execute(sql, params)
                 n = max(cur.rowcount, 0)
-                await conn.execute("COMMIT")
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
             deleted[name] += n
             if n < batch_rows:
                 break
@@ -142,7 +136,7 @@ async def purge_dead_letters_before(
 
 
 async def list_dead_letters(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     limit: int,
     reason: str | None = None,
     sensor_id: str | None = None,
@@ -181,13 +175,13 @@ async def list_dead_letters(
     ]
 
 
-async def count_dead_letters(conn: aiosqlite.Connection) -> dict[str, int]:
+async def count_dead_letters(conn: Conn) -> dict[str, int]:
     async with conn.execute("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason") as cur:
         return {r[0]: r[1] for r in await cur.fetchall()}
 
 
 async def list_suppressed(
-    conn: aiosqlite.Connection, limit: int, sensor_id: str | None = None
+    conn: Conn, limit: int, sensor_id: str | None = None
 ) -> list[dict[str, Any]]:
     """The newest tallies in which dead letters were only counted, not stored."""
     sql = (
@@ -209,7 +203,7 @@ async def list_suppressed(
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
-async def count_suppressed(conn: aiosqlite.Connection) -> int:
+async def count_suppressed(conn: Conn) -> int:
     """Dead letters only counted (over the cap), over every tally still kept."""
     async with conn.execute(
         "SELECT COALESCE(SUM(suppressed), 0) FROM dead_letter_tallies WHERE suppressed > 0"

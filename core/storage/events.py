@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
+from core.storage.port import Conn
+from core.timeutil import from_us
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +23,7 @@ class EventRow:
 
 
 async def list_events(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     sensor_pk: int,
     limit: int,
     before: tuple[int, int, int] | None = None,
@@ -57,28 +58,21 @@ async def list_events(
     ]
 
 
-async def purge_events_before(
-    conn: aiosqlite.Connection, cutoff_us: int, batch_sensors: int = 500
-) -> int:
+async def purge_events_before(conn: Conn, cutoff_us: int, batch_sensors: int = 500) -> int:
     """Delete raw events older than `cutoff_us`, sensor by sensor (uses the time index)."""
     deleted = 0
+    cutoff_day = from_us(cutoff_us).strftime("%Y-%m-%d")  # heartbeat_days.day, UTC
     async with conn.execute("SELECT sensor_pk FROM sensors ORDER BY sensor_pk") as cur:
         pks = [r[0] for r in await cur.fetchall()]
     for start in range(0, len(pks), batch_sensors):
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
+        async with conn.transaction():
             for pk in pks[start : start + batch_sensors]:
                 c = await conn.execute(
                     "DELETE FROM events WHERE sensor_pk = ? AND event_us < ?", (pk, cutoff_us)
                 )
                 deleted += max(c.rowcount, 0)
             await conn.executemany(
-                "DELETE FROM heartbeat_days WHERE sensor_pk = ?"
-                " AND day < date(? / 1000000, 'unixepoch')",
-                [(pk, cutoff_us) for pk in pks[start : start + batch_sensors]],
+                "DELETE FROM heartbeat_days WHERE sensor_pk = ? AND day < ?",
+                [(pk, cutoff_day) for pk in pks[start : start + batch_sensors]],
             )
-            await conn.execute("COMMIT")
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
     return deleted

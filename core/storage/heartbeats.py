@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiosqlite
+from core.storage.port import Conn
 
 log = logging.getLogger("ansim.heartbeat")
 
@@ -23,9 +23,7 @@ class Heartbeat:
     detail: str | None
 
 
-async def beat(
-    conn: aiosqlite.Connection, part: str, at_us: int, pid: int, detail: str | None = None
-) -> None:
+async def beat(conn: Conn, part: str, at_us: int, pid: int, detail: str | None = None) -> None:
     """Upsert the part's heartbeat (autocommit: the connection has no open transaction)."""
     await conn.execute(
         "INSERT INTO service_heartbeats (part, at_us, pid, detail) VALUES (?,?,?,?)"
@@ -35,14 +33,14 @@ async def beat(
     )
 
 
-async def read_all(conn: aiosqlite.Connection) -> dict[str, Heartbeat]:
+async def read_all(conn: Conn) -> dict[str, Heartbeat]:
     async with conn.execute("SELECT part, at_us, pid, detail FROM service_heartbeats") as cur:
         rows = await cur.fetchall()
     return {r[0]: Heartbeat(r[0], int(r[1]), int(r[2]), r[3]) for r in rows}
 
 
 async def beat_forever(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     part: str,
     every_s: float,
     clock_us: Callable[[], int],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
+from core.storage.port import Conn
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +24,7 @@ class HouseholdRow:
 
 
 async def insert_household(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     household_id: str,
     name: str,
@@ -47,9 +47,7 @@ async def insert_household(
     )  # fmt: skip
 
 
-async def set_exit_delay(
-    conn: aiosqlite.Connection, household_id: str, exit_delay_s: int | None
-) -> bool:
+async def set_exit_delay(conn: Conn, household_id: str, exit_delay_s: int | None) -> bool:
     """The household's own exit delay (None: back to ANSIM_EXIT_DELAY_S); False if unknown."""
     cur = await conn.execute(
         "UPDATE households SET exit_delay_s = ? WHERE household_id = ? AND unenrolled_us IS NULL",
@@ -58,9 +56,7 @@ async def set_exit_delay(
     return cur.rowcount > 0
 
 
-async def set_duress_pin_hash(
-    conn: aiosqlite.Connection, household_id: str, pin_hash: str | None
-) -> bool:
+async def set_duress_pin_hash(conn: Conn, household_id: str, pin_hash: str | None) -> bool:
     """Set (or clear, None) the hash of the household's duress PIN; False: no household."""
     cur = await conn.execute(
         "UPDATE households SET duress_pin_hash = ? WHERE household_id = ?"
@@ -70,7 +66,7 @@ async def set_duress_pin_hash(
     return cur.rowcount > 0
 
 
-async def duress_pin_hash(conn: aiosqlite.Connection, household_id: str) -> str | None:
+async def duress_pin_hash(conn: Conn, household_id: str) -> str | None:
     async with conn.execute(
         "SELECT duress_pin_hash FROM households WHERE household_id = ? AND unenrolled_us IS NULL",
         (household_id,),
@@ -79,7 +75,7 @@ async def duress_pin_hash(conn: aiosqlite.Connection, household_id: str) -> str 
     return None if row is None else row[0]
 
 
-async def get_household(conn: aiosqlite.Connection, household_id: str) -> HouseholdRow | None:
+async def get_household(conn: Conn, household_id: str) -> HouseholdRow | None:
     async with conn.execute(
         "SELECT household_id, name, lat, lon, timezone, night_window, webhook_url, segment_id,"
         " mode, mode_since_us, created_us, exit_delay_s FROM households"
@@ -90,7 +86,7 @@ async def get_household(conn: aiosqlite.Connection, household_id: str) -> Househ
     return None if row is None else HouseholdRow(*row)
 
 
-async def household_state(conn: aiosqlite.Connection, household_id: str) -> int | bool | None:
+async def household_state(conn: Conn, household_id: str) -> int | bool | None:
     """False when the household never existed, None while enrolled, else `unenrolled_us`."""
     async with conn.execute(
         "SELECT unenrolled_us FROM households WHERE household_id = ?", (household_id,)
@@ -101,9 +97,7 @@ async def household_state(conn: aiosqlite.Connection, household_id: str) -> int 
     return None if row[0] is None else int(row[0])
 
 
-async def erase_household(
-    conn: aiosqlite.Connection, household_id: str, now_us: int
-) -> dict[str, int]:
+async def erase_household(conn: Conn, household_id: str, now_us: int) -> dict[str, int]:
     """Unenrol: erase the household's personal data (inside the caller's write transaction).
 
     The row stays as an anonymous tombstone (ids referenced by alerts): name blanked,

@@ -6,12 +6,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import aiosqlite
-
 from core.dead_letter_cap import DeadLetterCap
 from core.ingest import Classified, DeadLetter, SensorRef, summarise_sensors
 from core.storage.db import transaction
 from core.storage.dead_letters import store_dead_letters
+from core.storage.port import Conn
 
 _EVENT_COLS = 11
 _CHUNK = 2500  # rows per multi-row INSERT (11 bound values each, under SQLite's 32766)
@@ -33,9 +32,7 @@ class StoreResult:
         return self.dead_letters - len(self.dead_letters_stored)
 
 
-async def lookup_sensors(
-    conn: aiosqlite.Connection, sensor_ids: Iterable[str]
-) -> dict[str, SensorRef]:
+async def lookup_sensors(conn: Conn, sensor_ids: Iterable[str]) -> dict[str, SensorRef]:
     ids = list(sensor_ids)
     out: dict[str, SensorRef] = {}
     for start in range(0, len(ids), 900):
@@ -46,7 +43,7 @@ async def lookup_sensors(
             f" last_heartbeat_seq FROM sensors WHERE sensor_id IN ({marks})",
             chunk,
         ) as cur:
-            async for row in cur:
+            for row in await cur.fetchall():
                 hb = None if row[4] is None else (int(row[4]), int(row[5]))
                 out[row[1]] = SensorRef(row[0], row[1], row[2], row[3] is not None, hb)
     return out
@@ -57,7 +54,7 @@ def _day(us: int) -> str:
 
 
 async def store_batch(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     batch: Classified,
     dead_letter_cap: DeadLetterCap | None = None,
 ) -> StoreResult:
@@ -68,7 +65,7 @@ async def store_batch(
         return await update_sensors(conn, batch, stored_keys, dead_letter_cap)
 
 
-async def insert_events(conn: aiosqlite.Connection, batch: Classified) -> set[tuple[int, int, int]]:
+async def insert_events(conn: Conn, batch: Classified) -> set[tuple[int, int, int]]:
     """Insert the batch's events; the keys of those new (a repeat inserts nothing).
     Runs in the caller's transaction and touches no sensor row."""
     stored_keys: set[tuple[int, int, int]] = set()
@@ -89,13 +86,13 @@ async def insert_events(conn: aiosqlite.Connection, batch: Classified) -> set[tu
             + " ON CONFLICT DO NOTHING RETURNING sensor_pk, boot, seq",
             params,
         ) as cur:
-            async for row in cur:
+            for row in await cur.fetchall():
                 stored_keys.add((row[0], row[1], row[2]))
     return stored_keys
 
 
 async def update_sensors(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     batch: Classified,
     stored_keys: set[tuple[int, int, int]],
     dead_letter_cap: DeadLetterCap | None = None,
@@ -107,9 +104,12 @@ async def update_sensors(
     if batch.heartbeats:
         await conn.executemany(
             "INSERT INTO heartbeat_days (sensor_pk, day, count, min_battery) VALUES (?,?,1,?)"
-            " ON CONFLICT (sensor_pk, day) DO UPDATE SET count = count + 1,"
-            " min_battery = MIN(COALESCE(min_battery, excluded.min_battery),"
-            " COALESCE(excluded.min_battery, min_battery))",
+            " ON CONFLICT (sensor_pk, day) DO UPDATE SET count = heartbeat_days.count + 1,"
+            " min_battery = "
+            + conn.dialect.least(
+                "COALESCE(heartbeat_days.min_battery, excluded.min_battery)",
+                "COALESCE(excluded.min_battery, heartbeat_days.min_battery)",
+            ),
             [(h.sensor_pk, _day(h.event_us), h.battery) for h in batch.heartbeats],
         )
 
@@ -117,20 +117,21 @@ async def update_sensors(
         [*batch.events, *batch.heartbeats, *batch.heartbeat_duplicates], stored_keys, hb_keys
     )
     if updates:
+        d = conn.dialect
         await conn.executemany(
-            """UPDATE sensors SET
+            f"""UPDATE sensors SET
                 battery = CASE WHEN :battery IS NOT NULL
                     AND :newest >= COALESCE(last_seen_us, -1) THEN :battery ELSE battery END,
                 rssi = CASE WHEN :rssi IS NOT NULL
                     AND :newest >= COALESCE(last_seen_us, -1) THEN :rssi ELSE rssi END,
-                last_seen_us = MAX(COALESCE(last_seen_us, 0), :newest),
+                last_seen_us = {d.greatest("COALESCE(last_seen_us, 0)", ":newest")},
                 clock_skew_s = CASE WHEN :skew IS NOT NULL
                     AND :received >= COALESCE(last_received_us, 0) THEN :skew
                     ELSE clock_skew_s END,
                 clock_skewed = CASE WHEN :skewed IS NOT NULL
                     AND :received >= COALESCE(last_received_us, 0) THEN :skewed
                     ELSE clock_skewed END,
-                last_received_us = MAX(COALESCE(last_received_us, 0), :received),
+                last_received_us = {d.greatest("COALESCE(last_received_us, 0)", ":received")},
                 last_boot = CASE WHEN last_boot IS NULL OR :boot > last_boot
                     OR (:boot = last_boot AND :seq > last_seq) THEN :boot ELSE last_boot END,
                 last_seq = CASE WHEN last_boot IS NULL OR :boot > last_boot
@@ -144,7 +145,8 @@ async def update_sensors(
                     OR (:hb_boot = last_heartbeat_boot AND :hb_seq > last_heartbeat_seq))
                     THEN :hb_seq ELSE last_heartbeat_seq END,
                 last_tamper_us = CASE WHEN :tamper IS NOT NULL
-                    THEN MAX(COALESCE(last_tamper_us, 0), :tamper) ELSE last_tamper_us END,
+                    THEN {d.greatest("COALESCE(last_tamper_us, 0)", ":tamper")}
+                    ELSE last_tamper_us END,
                 status = CASE WHEN status = 'unknown'
                     OR (status = 'offline' AND status_reason = 'heartbeat_missed'
                         AND :received > COALESCE(status_us, 0))

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
+from core.storage.port import Conn
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,7 @@ def _run(r: Any) -> JobRun:
 
 
 async def upsert_job(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     job_id: str,
     description: str,
     schedule: str,
@@ -87,21 +87,19 @@ async def upsert_job(
     )
 
 
-async def set_next_run(
-    conn: aiosqlite.Connection, job_id: str, next_run_us: int | None, now_us: int
-) -> None:
+async def set_next_run(conn: Conn, job_id: str, next_run_us: int | None, now_us: int) -> None:
     await conn.execute(
         "UPDATE scheduler_jobs SET next_run_us = ?, updated_us = ? WHERE job_id = ?",
         (next_run_us, now_us, job_id),
     )
 
 
-async def job_exists(conn: aiosqlite.Connection, job_id: str) -> bool:
+async def job_exists(conn: Conn, job_id: str) -> bool:
     async with conn.execute("SELECT 1 FROM scheduler_jobs WHERE job_id = ?", (job_id,)) as cur:
         return await cur.fetchone() is not None
 
 
-async def list_jobs(conn: aiosqlite.Connection) -> list[JobRow]:
+async def list_jobs(conn: Conn) -> list[JobRow]:
     async with conn.execute(
         "SELECT j.job_id, j.description, j.schedule, j.next_run_us, j.updated_us,"
         " (SELECT MAX(job_run_id) FROM job_runs r WHERE r.job_id = j.job_id),"
@@ -136,7 +134,7 @@ async def list_jobs(conn: aiosqlite.Connection) -> list[JobRow]:
     return out
 
 
-async def list_runs(conn: aiosqlite.Connection, job_id: str, limit: int = 20) -> list[JobRun]:
+async def list_runs(conn: Conn, job_id: str, limit: int = 20) -> list[JobRun]:
     async with conn.execute(
         f"SELECT {_RUN_COLUMNS} FROM job_runs WHERE job_id = ? ORDER BY job_run_id DESC LIMIT ?",
         (job_id, limit),
@@ -144,7 +142,7 @@ async def list_runs(conn: aiosqlite.Connection, job_id: str, limit: int = 20) ->
         return [_run(r) for r in await cur.fetchall()]
 
 
-async def last_success_us(conn: aiosqlite.Connection, job_id: str) -> int | None:
+async def last_success_us(conn: Conn, job_id: str) -> int | None:
     async with conn.execute(
         "SELECT MAX(started_us) FROM job_runs WHERE job_id = ? AND outcome = 'ok'", (job_id,)
     ) as cur:
@@ -152,17 +150,16 @@ async def last_success_us(conn: aiosqlite.Connection, job_id: str) -> int | None
     return None if row is None or row[0] is None else int(row[0])
 
 
-async def request_run(
-    conn: aiosqlite.Connection, job_id: str, requested_by: str, now_us: int
-) -> int:
+async def request_run(conn: Conn, job_id: str, requested_by: str, now_us: int) -> int:
     cur = await conn.execute(
-        "INSERT INTO job_requests (job_id, requested_us, requested_by) VALUES (?,?,?)",
+        "INSERT INTO job_requests (job_id, requested_us, requested_by) VALUES (?,?,?)"
+        " RETURNING request_id",
         (job_id, now_us, requested_by),
     )
-    return int(cur.lastrowid or 0)
+    return int((await cur.fetchone())[0])
 
 
-async def get_request(conn: aiosqlite.Connection, request_id: int) -> dict[str, Any] | None:
+async def get_request(conn: Conn, request_id: int) -> dict[str, Any] | None:
     async with conn.execute(
         "SELECT request_id, job_id, requested_us, requested_by, picked_us, job_run_id"
         " FROM job_requests WHERE request_id = ?",
@@ -175,7 +172,7 @@ async def get_request(conn: aiosqlite.Connection, request_id: int) -> dict[str, 
     return dict(zip(keys, r, strict=True))
 
 
-async def take_requests(conn: aiosqlite.Connection, now_us: int) -> list[tuple[int, str, str]]:
+async def take_requests(conn: Conn, now_us: int) -> list[tuple[int, str, str]]:
     """Claim every pending request (inside a write transaction): (request_id, job_id, by)."""
     async with conn.execute(
         "UPDATE job_requests SET picked_us = ? WHERE picked_us IS NULL"
@@ -187,7 +184,7 @@ async def take_requests(conn: aiosqlite.Connection, now_us: int) -> list[tuple[i
 
 
 async def start_run(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     job_id: str,
     trigger: str,
     requested_by: str | None,
@@ -195,10 +192,11 @@ async def start_run(
     request_id: int | None = None,
 ) -> int:
     cur = await conn.execute(
-        "INSERT INTO job_runs (job_id, trigger, requested_by, started_us) VALUES (?,?,?,?)",
+        "INSERT INTO job_runs (job_id, trigger, requested_by, started_us) VALUES (?,?,?,?)"
+        " RETURNING job_run_id",
         (job_id, trigger, requested_by, now_us),
     )
-    run_id = int(cur.lastrowid or 0)
+    run_id = int((await cur.fetchone())[0])
     if request_id is not None:
         await conn.execute(
             "UPDATE job_requests SET job_run_id = ? WHERE request_id = ?", (run_id, request_id)
@@ -207,7 +205,7 @@ async def start_run(
 
 
 async def finish_run(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     job_run_id: int,
     outcome: str,
     now_us: int,

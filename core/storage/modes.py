@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import aiosqlite
-
 from core.replay_clock import replay_mode_at
+from core.storage.port import Conn
 
 
 async def set_mode(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     household_id: str,
     mode: str,
     at_us: int,
@@ -36,9 +35,7 @@ async def set_mode(
     return True
 
 
-async def mode_history(
-    conn: aiosqlite.Connection, household_id: str, limit: int
-) -> list[tuple[str, int, str]]:
+async def mode_history(conn: Conn, household_id: str, limit: int) -> list[tuple[str, int, str]]:
     async with conn.execute(
         "SELECT mode, at_us, actor FROM mode_changes WHERE household_id = ?"
         " ORDER BY mode_change_id DESC LIMIT ?",
@@ -47,7 +44,7 @@ async def mode_history(
         return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
 
 
-async def replay_mode_time(conn: aiosqlite.Connection, household_id: str) -> int:
+async def replay_mode_time(conn: Conn, household_id: str) -> int:
     """Replay mode, a mode change without `at`: on the event clock, right after the
     household's latest stored event and mode change (`core.replay_clock.replay_mode_at`)."""
     async with conn.execute(

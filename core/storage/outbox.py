@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from core.storage import wake
+from core.storage.port import Conn
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +24,7 @@ class Notification:
 
 
 async def enqueue(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     notification_id: str,
     alert_id: str,
@@ -46,9 +45,7 @@ async def enqueue(
         wake.mark(conn)
 
 
-async def pending_after(
-    conn: aiosqlite.Connection, after_rowid: int, limit: int
-) -> list[tuple[int, Notification]]:
+async def pending_after(conn: Conn, after_rowid: int, limit: int) -> list[tuple[int, Notification]]:
     """Pending notifications inserted after `after_rowid`, in insertion order: the
     dispatcher keeps its queue in memory and reads only what is new."""
     async with conn.execute(
@@ -60,9 +57,7 @@ async def pending_after(
         return [(r[0], Notification(*r[1:])) for r in await cur.fetchall()]
 
 
-async def current_target(
-    conn: aiosqlite.Connection, notification_id: str
-) -> tuple[str | None, str | None] | None:
+async def current_target(conn: Conn, notification_id: str) -> tuple[str | None, str | None] | None:
     """(url, household webhook secret) of a still-pending notification, read just before
     an attempt (unenrolment deletes or blanks rows); None when it is no longer pending."""
     async with conn.execute(
@@ -76,7 +71,7 @@ async def current_target(
 
 
 async def record_attempt(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     n: Notification,
     *,
     now_us: int,
@@ -112,7 +107,7 @@ async def record_attempt(
         )
 
 
-async def give_up(conn: aiosqlite.Connection, notification_id: str, reason: str) -> None:
+async def give_up(conn: Conn, notification_id: str, reason: str) -> None:
     """Fail a pending notification without another attempt (past its give-up age)."""
     await conn.execute(
         "UPDATE outbox SET state = 'failed', last_error = ? WHERE notification_id = ?"
@@ -122,7 +117,7 @@ async def give_up(conn: aiosqlite.Connection, notification_id: str, reason: str)
 
 
 async def list_notifications(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     limit: int,
     alert_id: str | None = None,
     state: str | None = None,
@@ -141,8 +136,7 @@ async def list_notifications(
     sql += " ORDER BY created_us DESC LIMIT ?"
     params.append(limit)
     async with conn.execute(sql, params) as cur:
-        cols = [d[0] for d in cur.description]
-        rows = [dict(zip(cols, r, strict=True)) for r in await cur.fetchall()]
+        rows = [dict(r) for r in await cur.fetchall()]
     for row in rows:
         async with conn.execute(
             "SELECT attempt, at_us, status_code, error, duration_ms FROM deliveries"
@@ -156,6 +150,6 @@ async def list_notifications(
     return rows
 
 
-async def count_notifications(conn: aiosqlite.Connection) -> dict[str, int]:
+async def count_notifications(conn: Conn) -> dict[str, int]:
     async with conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state") as cur:
         return {r[0]: r[1] for r in await cur.fetchall()}

@@ -308,3 +308,20 @@ MIGRATIONS: list[tuple[int, str]] = [
     (8, SCHEMA_V8),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def statements(script: str) -> list[str]:
+    """A migration script's statements: each ends with `;` at the end of a line; lines
+    starting with `--` are comments."""
+    out: list[str] = []
+    buf: list[str] = []
+    for line in script.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        buf.append(line)
+        if line.rstrip().endswith(";"):
+            stmt = "\n".join(buf).strip()
+            if stmt:
+                out.append(stmt)
+            buf = []
+    return out

@@ -22,14 +22,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import AnsimError
 from core.geo import MAX_GRADE, MIN_GRADE, Segment, SegmentIndex
 from core.grading import DEFAULT_K, GradeParams, Incident, SegmentGrade, grade_segments
 from core.models import INCIDENT_KINDS
-from core.storage.db import Database
+from core.storage.port import Conn, Store
 from core.timeutil import from_us, to_us
 
 RECOMPUTE_LOCK = "grade_recompute"
@@ -218,7 +217,7 @@ def _midpoint(seg: Segment) -> tuple[float, float]:
 
 
 async def import_segments(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     segments: Sequence[Segment],
     *,
     actor: str,
@@ -234,10 +233,10 @@ async def import_segments(
             existing[r[0]] = (r[1], r[2], r[3])
     cur2 = await conn.execute(
         "INSERT INTO segment_imports (imported_us, actor, features, added, changed, unchanged,"
-        " rejected) VALUES (?,?,?,0,0,0,?)",
+        " rejected) VALUES (?,?,?,0,0,0,?) RETURNING import_id",
         (now_us, actor, features, rejected),
     )
-    import_id = int(cur2.lastrowid or 0)
+    import_id = int((await cur2.fetchone())[0])
     upserts: list[tuple[Any, ...]] = []
     history: list[tuple[Any, ...]] = []
     added = changed = unchanged = 0
@@ -267,8 +266,9 @@ async def import_segments(
         upserts,
     )
     await conn.executemany(
-        "INSERT OR REPLACE INTO segment_base_changes (import_id, segment_id, old_base_grade,"
-        " new_base_grade) VALUES (?,?,?,?)",
+        "INSERT INTO segment_base_changes (import_id, segment_id, old_base_grade,"
+        " new_base_grade) VALUES (?,?,?,?) ON CONFLICT (segment_id, import_id) DO UPDATE"
+        " SET old_base_grade = excluded.old_base_grade, new_base_grade = excluded.new_base_grade",
         history,
     )
     await conn.execute(
@@ -278,14 +278,14 @@ async def import_segments(
     return ImportResult(import_id, features, added, changed, unchanged, rejected)
 
 
-async def segments_version(conn: aiosqlite.Connection) -> int:
+async def segments_version(conn: Conn) -> int:
     """The id of the latest import (0 before any): the segment set changes only with it."""
     async with conn.execute("SELECT COALESCE(MAX(import_id), 0) FROM segment_imports") as cur:
         row = await cur.fetchone()
     return int(row[0]) if row else 0
 
 
-async def load_segments(conn: aiosqlite.Connection) -> tuple[int, list[Segment]]:
+async def load_segments(conn: Conn) -> tuple[int, list[Segment]]:
     """(version, every segment in id order)."""
     version = await segments_version(conn)
     async with conn.execute(
@@ -300,7 +300,7 @@ async def load_segments(conn: aiosqlite.Connection) -> tuple[int, list[Segment]]
     return version, segs
 
 
-async def list_imports(conn: aiosqlite.Connection, limit: int = 20) -> list[dict[str, Any]]:
+async def list_imports(conn: Conn, limit: int = 20) -> list[dict[str, Any]]:
     async with conn.execute(
         "SELECT import_id, imported_us, actor, features, added, changed, unchanged, rejected"
         " FROM segment_imports ORDER BY import_id DESC LIMIT ?",
@@ -312,7 +312,7 @@ async def list_imports(conn: aiosqlite.Connection, limit: int = 20) -> list[dict
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
-async def snap_unassigned_households(conn: aiosqlite.Connection, index: SegmentIndex) -> int:
+async def snap_unassigned_households(conn: Conn, index: SegmentIndex) -> int:
     """Tie enrolled households that have no segment yet (enrolled before any import) to
     their nearest segment within the snap limit. Returns how many were tied."""
     async with conn.execute(
@@ -333,9 +333,7 @@ async def snap_unassigned_households(conn: aiosqlite.Connection, index: SegmentI
 # ------------------------------------------------------------------------- incidents
 
 
-async def sync_incidents(
-    conn: aiosqlite.Connection, now_us: int, household_id: str | None = None
-) -> int:
+async def sync_incidents(conn: Conn, now_us: int, household_id: str | None = None) -> int:
     """Copy resolved alerts of enrolled households, of the kinds that are about the street
     (`core.models.INCIDENT_KINDS`; the others never feed the grades, whatever their
     resolution), into the anonymous `incidents` table
@@ -343,12 +341,13 @@ async def sync_incidents(
     is the middle of the household's street segment, or — when it has none — the
     household's location rounded to 4 decimals. A changed resolution is updated.
     Returns the rows inserted or updated."""
+    d = conn.dialect
     sql = (
         "INSERT INTO incidents (incident_id, source_key, segment_id, lat, lon, occurred_us,"
         " resolution, kind, recorded_us)"
-        " SELECT 'inc-' || lower(hex(randomblob(8))), a.alert_id,"
+        f" SELECT 'inc-' || {d.random_hex(8)}, a.alert_id,"
         " COALESCE(s.segment_id, a.segment_id, h.segment_id),"
-        " COALESCE(s.mid_lat, round(h.lat, 4)), COALESCE(s.mid_lon, round(h.lon, 4)),"
+        f" COALESCE(s.mid_lat, {d.round('h.lat', 4)}), COALESCE(s.mid_lon, {d.round('h.lon', 4)}),"
         " a.event_us, a.resolution, a.kind, ?"
         " FROM alerts a JOIN households h ON h.household_id = a.household_id"
         " LEFT JOIN segments s ON s.segment_id = COALESCE(a.segment_id, h.segment_id)"
@@ -362,13 +361,13 @@ async def sync_incidents(
         params.append(household_id)
     sql += (
         " ON CONFLICT (source_key) DO UPDATE SET resolution = excluded.resolution"
-        " WHERE incidents.resolution IS NOT excluded.resolution"
+        " WHERE incidents.resolution IS DISTINCT FROM excluded.resolution"
     )
     cur = await conn.execute(sql, params)
     return max(cur.rowcount, 0)
 
 
-async def load_incidents(conn: aiosqlite.Connection, since_us: int = 0) -> list[Incident]:
+async def load_incidents(conn: Conn, since_us: int = 0) -> list[Incident]:
     async with conn.execute(
         "SELECT incident_id, lat, lon, occurred_us, resolution, kind FROM incidents"
         " WHERE occurred_us >= ?",
@@ -382,7 +381,7 @@ async def load_incidents(conn: aiosqlite.Connection, since_us: int = 0) -> list[
 
 
 async def households_per_segment(
-    conn: aiosqlite.Connection, segment_ids: Sequence[str] | None = None
+    conn: Conn, segment_ids: Sequence[str] | None = None
 ) -> dict[str, int]:
     """Enrolled households behind each segment (all segments, or those given)."""
     sql = (
@@ -391,7 +390,7 @@ async def households_per_segment(
     )
     params: tuple[Any, ...] = ()
     if segment_ids is not None:
-        sql += " AND segment_id IN (SELECT value FROM json_each(?))"
+        sql += f" AND {conn.dialect.in_json_list('segment_id')}"
         params = (json.dumps(list(segment_ids)),)
     sql += " GROUP BY segment_id"
     async with conn.execute(sql, params) as cur:
@@ -402,7 +401,7 @@ async def households_per_segment(
 
 
 async def acquire_lock(
-    conn: aiosqlite.Connection, name: str, holder: str, now_us: int, lease_us: int
+    conn: Conn, name: str, holder: str, now_us: int, lease_us: int
 ) -> tuple[bool, str, int]:
     """Take the named lease if free or expired (inside a write transaction).
     Returns (taken, current holder, since)."""
@@ -419,7 +418,7 @@ async def acquire_lock(
     return (row[0] == holder and int(row[1]) == now_us), str(row[0]), int(row[1])
 
 
-async def release_lock(conn: aiosqlite.Connection, name: str, holder: str) -> None:
+async def release_lock(conn: Conn, name: str, holder: str) -> None:
     await conn.execute("DELETE FROM locks WHERE name = ? AND holder = ?", (name, holder))
 
 
@@ -474,18 +473,18 @@ def _grade_row(r: Any) -> GradeRow:
 
 
 async def get_grade_rows(
-    conn: aiosqlite.Connection, segment_ids: Sequence[str] | None = None
+    conn: Conn, segment_ids: Sequence[str] | None = None
 ) -> dict[str, GradeRow]:
     sql = f"SELECT {_GRADE_COLUMNS} FROM segment_grades"
     params: tuple[Any, ...] = ()
     if segment_ids is not None:
-        sql += " WHERE segment_id IN (SELECT value FROM json_each(?))"
+        sql += f" WHERE {conn.dialect.in_json_list('segment_id')}"
         params = (json.dumps(list(segment_ids)),)
     async with conn.execute(sql, params) as cur:
         return {r[0]: _grade_row(r) for r in await cur.fetchall()}
 
 
-async def previous_grades(conn: aiosqlite.Connection) -> dict[str, int]:
+async def previous_grades(conn: Conn) -> dict[str, int]:
     async with conn.execute("SELECT segment_id, grade FROM segment_grades") as cur:
         return {r[0]: int(r[1]) for r in await cur.fetchall()}
 
@@ -557,7 +556,7 @@ def _prepare_rows(
 
 
 async def recompute_grades(
-    db: Database,
+    db: Store,
     index: SegmentIndex,
     params: GradeParams,
     now: datetime,
@@ -579,10 +578,10 @@ async def recompute_grades(
             raise RecomputeBusyError(who.split("#", 1)[0], since)
         cur = await conn.execute(
             "INSERT INTO grade_runs (started_us, as_of_us, actor, state, params)"
-            " VALUES (?,?,?,'running',?)",
+            " VALUES (?,?,?,'running',?) RETURNING run_id",
             (wall_us, now_us, actor, json.dumps(params_doc)),
         )
-        run_id = int(cur.lastrowid or 0)
+        run_id = int((await cur.fetchone())[0])
     try:
         async with db.write() as conn:
             await sync_incidents(conn, wall_us)
@@ -638,7 +637,7 @@ async def recompute_grades(
     return result
 
 
-async def list_grade_runs(conn: aiosqlite.Connection, limit: int = 20) -> list[dict[str, Any]]:
+async def list_grade_runs(conn: Conn, limit: int = 20) -> list[dict[str, Any]]:
     async with conn.execute(
         "SELECT run_id, started_us, finished_us, as_of_us, actor, state, summary, error"
         " FROM grade_runs ORDER BY run_id DESC LIMIT ?",
@@ -675,9 +674,7 @@ class HistoryEntry:
     explanation: str | None
 
 
-async def segment_history(
-    conn: aiosqlite.Connection, segment_id: str, limit: int = 200
-) -> list[HistoryEntry]:
+async def segment_history(conn: Conn, segment_id: str, limit: int = 200) -> list[HistoryEntry]:
     """A segment's base-grade imports and grade changes, newest first."""
     out: list[HistoryEntry] = []
     async with conn.execute(
@@ -702,12 +699,12 @@ async def segment_history(
     return out[:limit]
 
 
-async def segment_exists(conn: aiosqlite.Connection, segment_id: str) -> bool:
+async def segment_exists(conn: Conn, segment_id: str) -> bool:
     async with conn.execute("SELECT 1 FROM segments WHERE segment_id = ?", (segment_id,)) as cur:
         return await cur.fetchone() is not None
 
 
-async def publish_version(conn: aiosqlite.Connection) -> tuple[int, ...]:
+async def publish_version(conn: Conn) -> tuple[int, ...]:
     """Changes whenever what `GET /segments` publishes may change: a finished recompute,
     or households enrolled, unenrolled or tied to segments (k-anonymity)."""
     async with conn.execute(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import aiosqlite
+from core.storage.port import Conn
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +39,14 @@ _COLUMNS = (
 )
 
 
-def _row(r: aiosqlite.Row) -> SensorRow:
+def _row(r: Any) -> SensorRow:
     values = list(r)
     values[13] = bool(values[13])
     return SensorRow(*values)
 
 
 async def insert_sensor(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     sensor_id: str,
     household_id: str,
@@ -65,12 +66,12 @@ async def insert_sensor(
     return int(row[0])
 
 
-async def sensor_id_taken(conn: aiosqlite.Connection, sensor_id: str) -> bool:
+async def sensor_id_taken(conn: Conn, sensor_id: str) -> bool:
     async with conn.execute("SELECT 1 FROM sensors WHERE sensor_id = ?", (sensor_id,)) as cur:
         return await cur.fetchone() is not None
 
 
-async def get_sensor(conn: aiosqlite.Connection, sensor_id: str) -> SensorRow | None:
+async def get_sensor(conn: Conn, sensor_id: str) -> SensorRow | None:
     async with conn.execute(
         f"SELECT {_COLUMNS} FROM sensors WHERE sensor_id = ?", (sensor_id,)
     ) as cur:
@@ -78,7 +79,7 @@ async def get_sensor(conn: aiosqlite.Connection, sensor_id: str) -> SensorRow | 
     return None if row is None else _row(row)
 
 
-async def list_household_sensors(conn: aiosqlite.Connection, household_id: str) -> list[SensorRow]:
+async def list_household_sensors(conn: Conn, household_id: str) -> list[SensorRow]:
     async with conn.execute(
         f"SELECT {_COLUMNS} FROM sensors WHERE household_id = ? ORDER BY sensor_pk",
         (household_id,),
@@ -86,7 +87,7 @@ async def list_household_sensors(conn: aiosqlite.Connection, household_id: str) 
         return [_row(r) for r in await cur.fetchall()]
 
 
-async def retire_sensor(conn: aiosqlite.Connection, sensor_id: str, now_us: int) -> bool:
+async def retire_sensor(conn: Conn, sensor_id: str, now_us: int) -> bool:
     """Mark retired, its broker client `deleting`; False when it already was retired."""
     cur = await conn.execute(
         "UPDATE sensors SET retired_us = ?, status = 'retired', status_reason = 'retired',"
@@ -104,7 +105,7 @@ class BrokerState:
     broker_state_us: int | None
 
 
-async def get_broker_state(conn: aiosqlite.Connection, sensor_id: str) -> BrokerState | None:
+async def get_broker_state(conn: Conn, sensor_id: str) -> BrokerState | None:
     async with conn.execute(
         "SELECT household_id, broker_state, broker_state_us FROM sensors WHERE sensor_id = ?",
         (sensor_id,),
@@ -113,9 +114,7 @@ async def get_broker_state(conn: aiosqlite.Connection, sensor_id: str) -> Broker
     return None if row is None else BrokerState(row[0], row[1], row[2])
 
 
-async def renew_pending(
-    conn: aiosqlite.Connection, sensor_id: str, password_hash: str, now_us: int
-) -> bool:
+async def renew_pending(conn: Conn, sensor_id: str, password_hash: str, now_us: int) -> bool:
     """A retried provisioning takes over a `pending` sensor: new password, fresh age (so the
     sweep leaves it alone while the retry runs). False when it is no longer pending."""
     cur = await conn.execute(
@@ -127,7 +126,7 @@ async def renew_pending(
 
 
 async def set_broker_state(
-    conn: aiosqlite.Connection, sensor_id: str, from_state: str, to_state: str, now_us: int
+    conn: Conn, sensor_id: str, from_state: str, to_state: str, now_us: int
 ) -> bool:
     """Move `from_state` → `to_state`; False when the sensor was not in `from_state`."""
     cur = await conn.execute(
@@ -138,7 +137,7 @@ async def set_broker_state(
     return cur.rowcount > 0
 
 
-async def remove_pending(conn: aiosqlite.Connection, sensor_id: str) -> bool:
+async def remove_pending(conn: Conn, sensor_id: str) -> bool:
     """Forget a sensor whose provisioning never completed (its password was never handed
     out, so it has no events); False when it is not pending."""
     cur = await conn.execute(
@@ -147,9 +146,7 @@ async def remove_pending(conn: aiosqlite.Connection, sensor_id: str) -> bool:
     return cur.rowcount > 0
 
 
-async def abandon_pending(
-    conn: aiosqlite.Connection, sensor_id: str, pending_before_us: int, now_us: int
-) -> bool:
+async def abandon_pending(conn: Conn, sensor_id: str, pending_before_us: int, now_us: int) -> bool:
     """The sweep gives up on a provisioning nobody completed: a sensor still `pending` since
     before `pending_before_us` is retired (reason `provisioning_abandoned`) with its broker
     client `deleting`. Decided in this one statement, so a retry that renewed the row first
@@ -165,7 +162,7 @@ async def abandon_pending(
     return cur.rowcount > 0
 
 
-async def household_deleting(conn: aiosqlite.Connection, household_id: str) -> list[str]:
+async def household_deleting(conn: Conn, household_id: str) -> list[str]:
     """The household's retired sensors whose broker client is not confirmed deleted."""
     async with conn.execute(
         "SELECT sensor_id FROM sensors WHERE household_id = ? AND broker_state = 'deleting'"
@@ -175,9 +172,7 @@ async def household_deleting(conn: aiosqlite.Connection, household_id: str) -> l
         return [r[0] for r in await cur.fetchall()]
 
 
-async def broker_work(
-    conn: aiosqlite.Connection, pending_before_us: int
-) -> tuple[list[str], list[str]]:
+async def broker_work(conn: Conn, pending_before_us: int) -> tuple[list[str], list[str]]:
     """What the sweep completes: sensors `pending` since before `pending_before_us`, and
     retired sensors whose broker client is not confirmed deleted."""
     async with conn.execute(
@@ -190,6 +185,6 @@ async def broker_work(
     return [s for s, st in rows if st == "pending"], [s for s, st in rows if st == "deleting"]
 
 
-async def count_sensors_by_status(conn: aiosqlite.Connection) -> dict[str, int]:
+async def count_sensors_by_status(conn: Conn) -> dict[str, int]:
     async with conn.execute("SELECT status, COUNT(*) FROM sensors GROUP BY status") as cur:
         return {r[0]: r[1] for r in await cur.fetchall()}

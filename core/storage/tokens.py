@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
-
 from core.credentials import hash_secret
 from core.models import Role
+from core.storage.port import Conn
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +23,7 @@ class Principal:
 
 
 async def insert_token(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     token: str,
     role: Role,
     now_us: int,
@@ -37,7 +36,7 @@ async def insert_token(
     )
 
 
-async def find_principal(conn: aiosqlite.Connection, token: str) -> Principal | None:
+async def find_principal(conn: Conn, token: str) -> Principal | None:
     async with conn.execute(
         "SELECT t.role, t.household_id, t.label FROM tokens t"
         " LEFT JOIN households h ON h.household_id = t.household_id"
@@ -63,7 +62,7 @@ class TokenInfo:
     revoked_us: int | None
 
 
-async def list_tokens(conn: aiosqlite.Connection) -> list[TokenInfo]:
+async def list_tokens(conn: Conn) -> list[TokenInfo]:
     async with conn.execute(
         "SELECT token_hash, role, household_id, label, created_us, revoked_us FROM tokens"
         " ORDER BY created_us, token_hash"
@@ -72,7 +71,7 @@ async def list_tokens(conn: aiosqlite.Connection) -> list[TokenInfo]:
     return [TokenInfo(r[0][:TOKEN_ID_LEN], Role(r[1]), r[2], r[3], int(r[4]), r[5]) for r in rows]
 
 
-async def revoke_token(conn: aiosqlite.Connection, token_id: str, now_us: int) -> TokenInfo:
+async def revoke_token(conn: Conn, token_id: str, now_us: int) -> TokenInfo:
     """Revoke the one token whose id starts with `token_id` (at least 6 hex digits).
     Raises LookupError (none or several match) or ValueError (already revoked / bad id)."""
     token_id = token_id.strip().lower()

@@ -18,7 +18,6 @@ import logging
 import socket
 import weakref
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -28,15 +27,16 @@ _dirty: weakref.WeakSet[Any] = weakref.WeakSet()
 _sender: socket.socket | None = None
 
 
-def channel(database: Path) -> bytes:
-    """The abstract socket address for one database file (no file, no length limit)."""
-    digest = hashlib.sha256(str(database.resolve()).encode()).hexdigest()[:24]
+def channel_for(location: str) -> bytes:
+    """The abstract socket address for one database (its file's absolute path, or its URL
+    without the password): no file, no length limit."""
+    digest = hashlib.sha256(location.encode()).hexdigest()[:24]
     return b"\0ansim-outbox-" + digest.encode()
 
 
-def register(conn: Any, database: Path) -> None:
-    """Called when a writer connection is opened on `database`."""
-    _names[conn] = channel(database)
+def register(conn: Any, name: bytes) -> None:
+    """Called when a connection is opened on the database whose channel is `name`."""
+    _names[conn] = name
 
 
 def mark(conn: Any) -> None:
@@ -67,8 +67,8 @@ def after_commit(conn: Any) -> None:
 class Listener:
     """The notifier's end: calls `on_wake` (on the loop) whenever datagrams arrive."""
 
-    def __init__(self, database: Path, on_wake: Callable[[], None]) -> None:
-        self.name = channel(database)
+    def __init__(self, name: bytes, on_wake: Callable[[], None]) -> None:
+        self.name = name
         self.on_wake = on_wake
         self.sock: socket.socket | None = None
 

@@ -1,32 +1,31 @@
-"""The alert engine's storage on a real SQLite file: load → decide → save → load again."""
+"""The alert engine's storage on each adapter (a real SQLite file, a real PostgreSQL
+database): load → decide → save → load again."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import aiosqlite
 
 from core.engine import EngineConfig, EventInput, ModeChangeInput, TickInput
 from core.models import DEFAULT_NIGHT_WINDOW, EventType, Mode
 from core.rules import CheckKind, DoorEvent
-from core.settings import Settings
 from core.storage import alerts as alert_rows
 from core.storage.alert_state import decide_stored, evaluate, load, save
-from core.storage.db import Database, open_database, transaction
+from core.storage.db import transaction
 from core.storage.households import insert_household
 from core.storage.modes import set_mode
+from core.storage.port import Conn
 from core.storage.sensors import insert_sensor
 from core.timeutil import to_us
 from scheduler.jobs import offline_sweep
+from tests.targets import Target
 
 T0 = datetime(2026, 11, 21, 5, 0, tzinfo=UTC)
 CONFIG = EngineConfig(centre_url="https://centre.example/hook")
 
 
-async def _setup(path: Path) -> aiosqlite.Connection:
-    conn = await open_database(path)
+async def _setup(target: Target) -> Conn:
+    conn = await target.conn()
     async with transaction(conn):
         for hh in ("hh-a", "hh-b"):
             await insert_household(
@@ -47,9 +46,9 @@ def _open(hh: str, seconds: float) -> EventInput:
     return EventInput(DoorEvent(f"se-{hh}", hh, EventType.OPEN, at), at)
 
 
-def test_load_save_round_trip(tmp_path: Path) -> None:
+def test_load_save_round_trip(target: Target) -> None:
     async def main() -> None:
-        conn = await _setup(tmp_path / "a.db")
+        conn = await _setup(target)
         try:
             async with transaction(conn):
                 done = await evaluate(
@@ -90,11 +89,11 @@ def test_load_save_round_trip(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_a_stored_dedupe_key_is_not_raised_again(tmp_path: Path) -> None:
+def test_a_stored_dedupe_key_is_not_raised_again(target: Target) -> None:
     """Resolved alerts are not loaded; their keys are looked up when the engine wants one."""
 
     async def main() -> None:
-        conn = await _setup(tmp_path / "b.db")
+        conn = await _setup(target)
         try:
             tamper = EventInput(DoorEvent("se-hh-b", "hh-b", EventType.TAMPER, T0), T0)
             async with transaction(conn):
@@ -119,9 +118,9 @@ def test_a_stored_dedupe_key_is_not_raised_again(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_a_mode_change_clears_the_entry_delay(tmp_path: Path) -> None:
+def test_a_mode_change_clears_the_entry_delay(target: Target) -> None:
     async def main() -> None:
-        conn = await _setup(tmp_path / "c.db")
+        conn = await _setup(target)
         try:
             async with transaction(conn):
                 await evaluate(conn, ["hh-a"], [_open("hh-a", 60)], CONFIG, T0)
@@ -140,19 +139,19 @@ def test_a_mode_change_clears_the_entry_delay(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_the_scheduler_sweep_raises_a_silent_sensor_once(tmp_path: Path) -> None:
+def test_the_scheduler_sweep_raises_a_silent_sensor_once(target: Target) -> None:
     """scheduler/jobs.py offline_sweep goes through the same load → decide → save."""
 
     async def main() -> None:
-        conn = await _setup(tmp_path / "d.db")
+        conn = await _setup(target)
         async with transaction(conn):
             await conn.execute(
                 "UPDATE sensors SET status = 'online', last_seen_us = ? WHERE sensor_id = ?",
                 (to_us(T0 - timedelta(hours=2)), "se-hh-b"),
             )
         await conn.close()
-        settings = Settings(data_dir=tmp_path, db_path=tmp_path / "d.db")
-        db = await Database.open(tmp_path / "d.db")
+        settings = target.settings()
+        db = await target.store()
         try:
             (alert_id,) = await offline_sweep(db, settings, T0)
             assert await offline_sweep(db, settings, T0 + timedelta(minutes=1)) == []

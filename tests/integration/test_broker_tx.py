@@ -19,7 +19,8 @@ import pytest
 from core.broker.dynsec import DynsecAdmin
 from core.models import EventType
 from core.storage import sensors as sensor_store
-from core.storage.db import connect, transaction
+from core.storage.db import transaction
+from core.storage.sqlite import connect
 from simulator.device import VirtualSensor
 from tests.harness import Stack, schema_at, wait_until
 
@@ -304,7 +305,7 @@ def test_migration_6_marks_existing_retired_sensors_deleted(tmp_path: Path) -> N
             )
 
     async def upgrade() -> None:
-        from core.storage.db import migrate
+        from core.storage.sqlite import migrate
 
         conn = await connect(path)
         try:

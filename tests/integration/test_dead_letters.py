@@ -17,8 +17,9 @@ import pytest
 from core.dead_letter_cap import DeadLetterCap
 from core.ingest import DeadLetter
 from core.models import EventType
-from core.storage.db import connect, open_database, transaction
+from core.storage.db import open_sqlite, transaction
 from core.storage.dead_letters import store_dead_letters
+from core.storage.sqlite import connect
 from simulator.device import VirtualSensor
 from tests.harness import Stack, wait_until
 
@@ -209,7 +210,7 @@ def test_retention_job_deletes_old_dead_letters_and_tallies(dstack: Stack) -> No
 
 
 async def _store_twice_and_read(path: Path) -> tuple[list[Any], list[Any]]:
-    conn = await open_database(path)
+    conn = await open_sqlite(path)
     try:
         policy = DeadLetterCap(cap=2, window_s=3600)
         base = 1_800_000_000 * 1_000_000 - 1_800_000_000 * 1_000_000 % (3600 * 1_000_000)

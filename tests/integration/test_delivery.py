@@ -27,8 +27,9 @@ import httpx
 import pytest
 
 from core.notify import webhook_body
-from core.storage.db import Database
 from core.storage.outbox import enqueue
+from core.storage.port import Store
+from core.storage.sqlite import SqliteStore
 from tests.harness import ROOT, Stack, wait_until
 from tests.receiver import Receiver
 
@@ -112,7 +113,7 @@ def _enrol_all(stack: Stack, urls: list[str]) -> list[str]:
         return [stack.enrol(api, webhook_url=u)["household_id"] for u in urls]
 
 
-async def _put(db: Database, household_id: str, url: str) -> tuple[str, int]:
+async def _put(db: Store, household_id: str, url: str) -> tuple[str, int]:
     nid = f"al_{uuid.uuid4().hex[:12]}.alert.opened.resident"
     body = webhook_body({"alert_id": nid.split(".")[0], "household_id": household_id})
     async with db.write() as conn:
@@ -145,7 +146,7 @@ def test_hanging_and_failing_receivers_do_not_delay_a_healthy_one(stack: Stack) 
         sent: list[tuple[int, str, int, float]] = []  # receiver, nid, created_us, run time
 
         async def load(duration_s: float) -> None:
-            db = await Database.open(stack.settings.database)
+            db = await SqliteStore.open(stack.settings.database)
             rng = random.Random(9)
             t0 = time.monotonic()
             try:
@@ -237,7 +238,7 @@ def test_https_webhook_with_own_ca_delivered_wrong_certificate_retried(
         gh, wh = _enrol_all(stack, [good_url, wrong_url])
 
         async def put_both() -> list[str]:
-            db = await Database.open(stack.settings.database)
+            db = await SqliteStore.open(stack.settings.database)
             try:
                 return [(await _put(db, gh, good_url))[0], (await _put(db, wh, wrong_url))[0]]
             finally:

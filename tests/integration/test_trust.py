@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from core.models import EventType
-from core.storage.db import connect, migrate
+from core.storage.sqlite import connect, migrate
 from simulator.device import VirtualSensor
 from tests.harness import Stack, schema_at, wait_until
 from tests.integration.grades_helpers import (
