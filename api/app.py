@@ -89,6 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.grade_params = settings.grade_params()  # built once, at start
     app.state.tls = ensure_tls(settings)  # the broker's CA, handed to sensors
     app.state.broker_admin = holder
     app.state.broker_connected = holder.connected

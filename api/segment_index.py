@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from core.geo import Segment, SegmentIndex
-from core.storage import segments as segment_store
+from core.storage import segment_import
 from core.storage.port import Store
 
 
@@ -27,7 +27,7 @@ class SegmentIndexCache:
         self._lock = asyncio.Lock()
 
     async def get(self, db: Store) -> SegmentSnapshot:
-        version = await segment_store.segments_version(db.reader)
+        version = await segment_import.segments_version(db.reader)
         snap = self._snapshot
         if snap is not None and snap.version == version:
             return snap
@@ -38,7 +38,7 @@ class SegmentIndexCache:
             snap = self._snapshot
             if snap is not None and snap.version >= at_least and at_least > 0:
                 return snap
-            version, segs = await segment_store.load_segments(db.reader)
+            version, segs = await segment_import.load_segments(db.reader)
             index = await asyncio.to_thread(SegmentIndex, segs)
             snap = SegmentSnapshot(version, index, tuple(segs))
             self._snapshot = snap

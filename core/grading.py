@@ -46,7 +46,7 @@ import numpy.typing as npt
 import shapely
 
 from core.geo import MAX_GRADE, MIN_GRADE, Segment, SegmentIndex
-from core.models import AlertKind, Resolution, is_incident
+from core.models import DEFAULT_K, AlertKind, Resolution, is_incident
 
 __all__ = [
     "DEFAULT_K",
@@ -69,8 +69,6 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 
-DEFAULT_K = 3
-"""Incident detail of a segment is published only with at least this many households."""
 
 Contribution = tuple[str, float]
 """(incident_id, weight): one incident's share of a segment's weighted incidents."""

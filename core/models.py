@@ -72,6 +72,10 @@ class Resolution(enum.StrEnum):
 # them says "yes, that happened", never that the street is less safe. A `help` press or a
 # `duress` disarm is a threat at her door too, but like every kind it counts only once an
 # operator resolved it `confirmed` (a press by mistake, resolved false_alarm, never counts).
+DEFAULT_K = 3
+"""Incident detail of a segment is published only with at least this many households
+(k-anonymity, SPEC "Privacy"); `ANSIM_GRADE_K`."""
+
 INCIDENT_KINDS = frozenset(
     {AlertKind.INTRUSION, AlertKind.NIGHT_OPENING, AlertKind.HELP, AlertKind.DURESS}
 )

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.dead_letter_cap import DEFAULT_CAP, DEFAULT_WINDOW_S
-from core.models import TimeMode
+from core.models import DEFAULT_K, TimeMode
+
+if TYPE_CHECKING:
+    from core.grading import GradeParams
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -124,6 +128,17 @@ class Settings(BaseSettings):
     webhook_ca_file: Path | None = None  # extra CA (PEM) trusted for https:// webhooks
     webhook_allow_http: bool = False  # allow http:// webhook URLs outside loopback
 
+    # street-segment grades (docs/grading.md; defaults are core.grading.GradeParams')
+    grade_k: int = DEFAULT_K  # k-anonymity for segment incident detail
+    grade_bandwidth_m: float = 150.0
+    grade_half_life_days: float = 180.0
+    grade_max_age_days: float = 730.0
+    grade_prior_households: float = 1.0
+    grade_thresholds: tuple[float, ...] = (0.3, 0.7, 1.2, 2.0)
+    grade_hysteresis: float = 0.2
+    grade_recompute_hour: int = 2  # nightly recompute, local time
+    grade_recompute_minute: int = 0
+
     # local PostgreSQL for development and tests (issue 10 item 4, core/pgserver.py)
     pg_bin_dir: Path | None = None  # initdb/pg_ctl; default /usr/lib/postgresql/15/bin or PATH
     pg_port: int = 5433  # 127.0.0.1 port of the project's own cluster; 0 picks a free one
@@ -179,6 +194,18 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    def grade_params(self) -> GradeParams:
+        from core.grading import GradeParams  # numpy and shapely: only where grades are made
+
+        return GradeParams(
+            bandwidth_m=self.grade_bandwidth_m,
+            half_life_days=self.grade_half_life_days,
+            max_age_days=self.grade_max_age_days,
+            prior_households=self.grade_prior_households,
+            thresholds=tuple(self.grade_thresholds),
+            hysteresis=self.grade_hysteresis,
+        )
 
     @property
     def database(self) -> Path:

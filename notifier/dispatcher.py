@@ -47,6 +47,10 @@ from notifier.sender import Outcome, post
 
 log = logging.getLogger("ansim.notifier")
 
+RESCAN_S = 5.0
+"""How often the dispatcher reads every pending notification again, not only the new ones:
+the longest a notification committed behind the read cursor waits."""
+
 Result = tuple[Notification, Outcome, int, int | None]  # notification, outcome, at, next due
 
 
@@ -90,6 +94,9 @@ class Dispatcher:
         self.flights: dict[str, Flight] = {}
         self.circuits: dict[str, Circuit] = {}
         self.last_rowid = 0
+        self.rescanned = time.monotonic()
+        # settled here, not yet recorded: the database still says pending
+        self.unrecorded: set[str] = set()
         self.results: list[Result] = []
         self.given_up: list[str] = []
         self.wake = asyncio.Event()
@@ -97,12 +104,20 @@ class Dispatcher:
 
     # --- reading -------------------------------------------------------------------------
     async def _load_new(self) -> None:
+        """The pending notifications inserted since the last read, by insertion order.
+        Writers commit in another order than they took their row numbers (several on
+        PostgreSQL; on SQLite a rolled-back id is reused), so a row can commit behind
+        the cursor: every `RESCAN_S` the whole pending set is read again."""
+        now = time.monotonic()
+        if now - self.rescanned >= RESCAN_S:
+            self.rescanned, self.last_rowid = now, -(2**63)  # every row number there is
         while True:
             rows = await pending_after(self.db.reader, self.last_rowid, 1000)
             for rowid, n in rows:
                 self.last_rowid = max(self.last_rowid, rowid)
-                if n.url and n.notification_id not in self.pending:
-                    self.pending[n.notification_id] = n
+                key = n.notification_id
+                if n.url and key not in self.pending and key not in self.unrecorded:
+                    self.pending[key] = n
             if len(rows) < 1000:
                 return
 
@@ -143,6 +158,7 @@ class Dispatcher:
         for p in expired(candidates, now, self.policy.give_up_s):
             self.pending.pop(p.key, None)
             self.given_up.append(p.key)
+            self.unrecorded.add(p.key)
             log.warning("webhook notification given up", extra={"notification_id": p.key})
         candidates = [p for p in candidates if p.key in self.pending]
         for p, lane in plan(candidates, self.flights.values(), self.circuits, now, self.limits):
@@ -196,6 +212,7 @@ class Dispatcher:
                 n, attempts=n.attempts + 1, next_attempt_us=next_us
             )
         self.results.append((n, outcome, now, next_us))
+        self.unrecorded.add(n.notification_id)
         metrics.DELIVERIES.labels(n.recipient, "delivered" if outcome.ok else "failed").inc()
         if outcome.ok:
             metrics.DELIVERY_LAG.observe((now - n.created_us) / 1e6)
@@ -226,6 +243,9 @@ class Dispatcher:
             log.exception("recording webhook attempts failed; will retry")
             self.results = batch + self.results
             self.given_up = dropped + self.given_up
+            return
+        still = {r[0].notification_id for r in self.results} | set(self.given_up)
+        self.unrecorded -= ({r[0].notification_id for r in batch} | set(dropped)) - still
 
     async def _writer(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

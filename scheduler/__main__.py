@@ -38,7 +38,6 @@ from core.storage import heartbeats
 from core.storage import jobs as job_store
 from core.storage.db import connect, open_store
 from core.storage.port import Store
-from core.storage.segments import GradeSettings
 from core.timeutil import to_us
 from scheduler import jobs
 
@@ -210,9 +209,9 @@ def _previous_fire(trigger: CronTrigger | IntervalTrigger, now: datetime) -> dat
     return last
 
 
-def build_specs(settings: Settings, grades: GradeSettings) -> list[JobSpec]:
+def build_specs(settings: Settings) -> list[JobSpec]:
     zone = ZoneInfo(settings.timezone)
-    h, m = grades.recompute_hour, grades.recompute_minute
+    h, m = settings.grade_recompute_hour, settings.grade_recompute_minute
     return [
         JobSpec("grade_recompute", "recompute the adjusted segment grades",
                 jobs.grade_recompute, CronTrigger(hour=h, minute=m, timezone=zone),
@@ -271,7 +270,7 @@ async def main_async(settings: Settings) -> int:
 
 async def _serve(db: Store, settings: Settings, stop: asyncio.Event) -> None:
     extras = SchedulerExtras()
-    runner = Runner(db, settings, build_specs(settings, GradeSettings()))
+    runner = Runner(db, settings, build_specs(settings))
     sched = AsyncIOScheduler(timezone=settings.timezone)
     runner.sched = sched
     for spec in runner.specs.values():

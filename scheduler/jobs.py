@@ -16,7 +16,7 @@ from core.geo import SegmentIndex
 from core.models import TimeMode
 from core.sensor_broker import sweep
 from core.settings import Settings
-from core.storage import segments as segment_store
+from core.storage import grade_runs, segment_import
 from core.storage.alert_state import build_config, evaluate, households_due
 from core.storage.dead_letters import purge_dead_letters_before
 from core.storage.events import purge_events_before
@@ -88,9 +88,9 @@ _index_cache = _IndexCache()
 
 async def _segment_index(db: Store) -> SegmentIndex:
     """The segment index, rebuilt only when an import changed the segment set."""
-    version = await segment_store.segments_version(db.reader)
+    version = await segment_import.segments_version(db.reader)
     if _index_cache.index is None or _index_cache.version != version:
-        version, segs = await segment_store.load_segments(db.reader)
+        version, segs = await segment_import.load_segments(db.reader)
         _index_cache.index = SegmentIndex(segs)
         _index_cache.version = version
     return _index_cache.index
@@ -101,10 +101,10 @@ async def grade_recompute(db: Store, settings: Settings, now: datetime) -> dict[
     index = await _segment_index(db)
     if len(index) == 0:
         raise JobSkipped("no segments imported yet")
-    params = segment_store.GradeSettings().params()
+    params = settings.grade_params()
     try:
-        result = await segment_store.recompute_grades(db, index, params, now, "scheduler")
-    except segment_store.RecomputeBusyError as exc:
+        result = await grade_runs.recompute_grades(db, index, params, now, "scheduler")
+    except grade_runs.RecomputeBusyError as exc:
         raise JobSkipped(str(exc)) from None
     summary = result.to_dict()
     summary.pop("params", None)

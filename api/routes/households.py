@@ -24,7 +24,7 @@ from core.models import Role
 from core.notify import webhook_url_problem
 from core.sensor_broker import finish_deletes
 from core.storage import audit, households, sensors, tokens
-from core.storage import segments as segment_store
+from core.storage import incidents as incident_store
 from core.wire import event_topic, status_topic
 
 router = APIRouter(prefix="/api/v1/households", tags=["households"])
@@ -215,7 +215,7 @@ async def unenrol_household(
     # the database first, committed: its sensors are retired (the bridge refuses their
     # messages from here on) and `deleting` on the broker
     async with db.write() as conn:
-        incidents = await segment_store.sync_incidents(conn, now, household_id)
+        incidents = await incident_store.sync_incidents(conn, now, household_id)
         for row in await sensors.list_household_sensors(conn, household_id):
             if await sensors.retire_sensor(conn, row.sensor_id, now):
                 retired.append(row.sensor_id)

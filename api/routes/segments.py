@@ -20,20 +20,16 @@ from api.deps import DbDep, Operator
 from api.params import id_path
 from api.segment_index import SegmentCacheDep, SegmentSnapshot
 from api.timefmt import fmt_us, now_us
+from core import segment_doc
 from core.geo import Segment
 from core.grading import detail_visible
-from core.storage import audit
+from core.segment_doc import MAX_REPORTED_PROBLEMS, ImportDocumentError, ParsedImport
+from core.storage import audit, segment_import
+from core.storage import grade_runs as grade_run_store
+from core.storage import incidents as incident_store
 from core.storage import jobs as job_store
-from core.storage import segments as segment_store
+from core.storage.grade_runs import GradeRow, RecomputeBusyError
 from core.storage.port import Store
-from core.storage.segments import (
-    MAX_REPORTED_PROBLEMS,
-    GradeRow,
-    GradeSettings,
-    ImportDocumentError,
-    ParsedImport,
-    RecomputeBusyError,
-)
 
 router = APIRouter(prefix="/api/v1", tags=["segments"])
 log = logging.getLogger("ansim.api")
@@ -63,12 +59,9 @@ _IMPORT_BODY = {
 }
 
 
-def _grade_settings(request: Request) -> GradeSettings:
-    gs: GradeSettings | None = getattr(request.app.state, "grade_settings", None)
-    if gs is None:
-        gs = GradeSettings()
-        request.app.state.grade_settings = gs
-    return gs
+def _k(request: Request) -> int:
+    k: int = request.app.state.settings.grade_k
+    return k
 
 
 def _parse_bbox(text: str) -> tuple[float, float, float, float]:
@@ -147,8 +140,8 @@ async def _published(
     segs = snapshot.segments
     chosen = list(segs) if positions is None else [segs[i] for i in positions]
     ids = None if positions is None else [s.segment_id for s in chosen]
-    rows = await segment_store.get_grade_rows(db.reader, ids)
-    behind = await segment_store.households_per_segment(db.reader, ids)
+    rows = await grade_run_store.get_grade_rows(db.reader, ids)
+    behind = await incident_store.households_per_segment(db.reader, ids)
     return [(s, _public(s, rows.get(s.segment_id), behind.get(s.segment_id, 0), k)) for s in chosen]
 
 
@@ -165,7 +158,7 @@ class _FeatureCache:
     async def get(
         self, db: Store, snapshot: SegmentSnapshot, positions: list[int], k: int
     ) -> list[str]:
-        key = (snapshot.version, id(snapshot), k, *await segment_store.publish_version(db.reader))
+        key = (snapshot.version, id(snapshot), k, *await grade_run_store.publish_version(db.reader))
         if key != self.key:
             self.key, self.by_pos = key, {}
         missing = [p for p in positions if p not in self.by_pos]
@@ -245,7 +238,7 @@ async def import_segments(
         except (ValueError, UnicodeDecodeError) as exc:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not JSON: {exc}") from None
         try:
-            return segment_store.parse_segment_import(doc)
+            return segment_doc.parse_segment_import(doc)
         except ImportDocumentError as exc:
             raise HTTPException(_UNPROCESSABLE, str(exc)) from None
 
@@ -269,7 +262,7 @@ async def import_segments(
         )  # fmt: skip
     now = now_us()
     async with db.write() as conn:
-        result = await segment_store.import_segments(
+        result = await segment_import.import_segments(
             conn,
             parsed.segments,
             actor=operator.actor,
@@ -281,7 +274,7 @@ async def import_segments(
                            result.to_dict())  # fmt: skip
     snapshot = await cache.rebuild(db, result.import_id)
     async with db.write() as conn:
-        tied = await segment_store.snap_unassigned_households(conn, snapshot.index)
+        tied = await segment_import.snap_unassigned_households(conn, snapshot.index)
     log.info("segments imported", extra={**result.to_dict(), "households_tied": tied})
     return _json(
         {**result.to_dict(), "segments_total": len(snapshot.segments), "households_tied": tied,
@@ -313,7 +306,7 @@ async def list_segments(
     """Segments as GeoJSON: `base_grade`, adjusted `grade` and the explanation of each;
     incident detail only where at least k enrolled households stand behind the segment."""
     box = _parse_bbox(bbox) if bbox is not None else None
-    k = _grade_settings(request).k
+    k = _k(request)
     snapshot = await cache.get(db)
     positions = None if box is None else snapshot.index.query_bbox(*box).tolist()
     if positions is None:
@@ -332,14 +325,14 @@ async def segment_history(
 ) -> dict[str, Any]:
     """Base-grade imports and recomputes that changed this segment, newest first.
     Explanations are suppressed while fewer than k households stand behind it."""
-    if not await segment_store.segment_exists(db.reader, segment_id):
+    if not await segment_import.segment_exists(db.reader, segment_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"segment {segment_id!r} not found")
-    k = _grade_settings(request).k
-    behind = (await segment_store.households_per_segment(db.reader, [segment_id])).get(
+    k = _k(request)
+    behind = (await incident_store.households_per_segment(db.reader, [segment_id])).get(
         segment_id, 0
     )
     visible = detail_visible(behind, k)
-    entries = await segment_store.segment_history(db.reader, segment_id)
+    entries = await grade_run_store.segment_history(db.reader, segment_id)
     data = []
     for e in entries:
         item: dict[str, Any] = {
@@ -375,10 +368,9 @@ async def recompute(
     snapshot = await cache.get(db)
     if not len(snapshot.index):
         raise HTTPException(status.HTTP_409_CONFLICT, "no segments imported yet")
-    gs = _grade_settings(request)
     try:
-        result = await segment_store.recompute_grades(
-            db, snapshot.index, gs.params(), datetime.now(UTC), operator.actor
+        result = await grade_run_store.recompute_grades(
+            db, snapshot.index, request.app.state.grade_params, datetime.now(UTC), operator.actor
         )
     except RecomputeBusyError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
@@ -396,7 +388,7 @@ async def grade_runs(
     db: DbDep, operator: Operator, limit: Annotated[int, Query(ge=1, le=200)] = 20
 ) -> dict[str, Any]:
     """Recompute history, newest first: who, when, parameters' summary and counts."""
-    runs = await segment_store.list_grade_runs(db.reader, limit)
+    runs = await grade_run_store.list_grade_runs(db.reader, limit)
     for r in runs:
         for key in ("started", "finished", "as_of"):
             r[f"{key}_at"] = fmt_us(r.pop(f"{key}_us"))
@@ -416,7 +408,7 @@ async def export_grades(
 ) -> Response:
     """Every segment's grades for planners, as GeoJSON or CSV (one row per segment, with
     the segment's midpoint); the same k-anonymity rule as GET /segments."""
-    k = _grade_settings(request).k
+    k = _k(request)
     snapshot = await cache.get(db)
     items = await _published(db, snapshot, None, k)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -220,7 +220,7 @@ class SqliteStore:
 
     def __init__(self, path: Path, writer: SqliteConn, reader: SqliteConn) -> None:
         self.path = path
-        self.location = str(path)
+        self.location = os.path.abspath(path)  # as SqliteConn names its wake channel
         self.writer: Conn = writer
         self.reader: Any = SerialReader(reader)
         self._lock = asyncio.Lock()

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from core.storage.segments import ImportDocumentError, parse_segment_import
+from core.segment_doc import ImportDocumentError, parse_segment_import
 
 LINE = {"type": "LineString", "coordinates": [[126.9, 37.5], [126.9001, 37.5]]}
 
