@@ -14,7 +14,7 @@ import logging
 import os
 import time
 
-from broker_bridge.bridge import Bridge
+from broker_bridge.bridge import Bridge, slot_problem
 from core.broker.mosquitto import load_or_create_credentials
 from core.jsonlog import configure_logging
 from core.service import start_metrics, stop_on_signals, wall_us
@@ -28,7 +28,12 @@ log = logging.getLogger("ansim.bridge")
 
 async def main_async(settings: Settings) -> int:
     creds = load_or_create_credentials(settings)
-    if not start_metrics(settings.bridge_metrics_port, settings.http_host, log):
+    problem = slot_problem(settings)
+    if problem:
+        log.error("bridge cannot start", extra={"error": problem})
+        return 2
+    metrics_port = settings.bridge_metrics_port + settings.bridge_slot
+    if not start_metrics(metrics_port, settings.http_host, log):
         return 2
     stop = stop_on_signals()
     conn = await open_connection(settings, "ansim-bridge")
@@ -49,7 +54,8 @@ async def main_async(settings: Settings) -> int:
                     "broker": f"{settings.mqtt_host}:{settings.mqtt_port}",
                     "database": location(settings),
                     "time_mode": str(settings.time_mode),
-                    "metrics": f"http://{settings.http_host}:{settings.bridge_metrics_port}/metrics",
+                    "metrics": f"http://{settings.http_host}:{metrics_port}/metrics",
+                    "slot": f"{settings.bridge_slot}/{settings.bridges}",
                 },
             )
             bridge = Bridge(settings, conn, creds.bridge_username, creds.bridge_password)
@@ -66,7 +72,8 @@ async def main_async(settings: Settings) -> int:
                 stalled = now - last_progress
                 return json.dumps(
                     {
-                        "connected": bridge.connected.is_set(),
+                        # subscribed too: connected without the subscription receives nothing
+                        "connected": bridge.connected.is_set() and not bridge.subscribe_refused,
                         "pending": len(bridge.buffer),
                         "stalled_s": round(stalled, 1),
                         "oldest_pending_s": round(bridge.oldest_pending_s(), 1),
@@ -75,7 +82,7 @@ async def main_async(settings: Settings) -> int:
 
             beats = asyncio.create_task(
                 heartbeats.beat_forever(
-                    hb_conn, "bridge", settings.heartbeat_write_s, wall_us, stop, detail
+                    hb_conn, settings.bridge_part, settings.heartbeat_write_s, wall_us, stop, detail
                 )
             )
 
@@ -83,7 +90,9 @@ async def main_async(settings: Settings) -> int:
                 # the first beat says "not connected yet": say "connected" as soon as it is
                 await bridge.connected.wait()
                 with contextlib.suppress(Exception):  # the periodic beat logs failures
-                    await heartbeats.beat(hb_conn, "bridge", wall_us(), os.getpid(), detail())
+                    await heartbeats.beat(
+                        hb_conn, settings.bridge_part, wall_us(), os.getpid(), detail()
+                    )
 
             first = asyncio.create_task(beat_on_connect())
             try:
@@ -94,7 +103,9 @@ async def main_async(settings: Settings) -> int:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
                 with contextlib.suppress(Exception):
-                    await heartbeats.beat(hb_conn, "bridge", wall_us(), 0, '{"state":"stopped"}')
+                    await heartbeats.beat(
+                        hb_conn, settings.bridge_part, wall_us(), 0, '{"state":"stopped"}'
+                    )
         finally:
             await hb_conn.close()
     finally:

@@ -71,6 +71,36 @@ class _Pending:
     qos: int
 
 
+def slot_problem(settings: Settings) -> str | None:
+    """Why this bridge slot cannot run, or None."""
+    if settings.bridges < 1:
+        return "ANSIM_BRIDGES must be at least 1"
+    if not 0 <= settings.bridge_slot < settings.bridges:
+        return f"ANSIM_BRIDGE_SLOT={settings.bridge_slot} is not in 0..{settings.bridges - 1}"
+    if settings.bridges > 1 and not settings.database_url:
+        return (
+            f"ANSIM_BRIDGES={settings.bridges} needs PostgreSQL (ANSIM_DATABASE_URL, or"
+            " `ansim up --database postgres`): SQLite has one writer, run one bridge"
+        )
+    return None
+
+
+def subscription(settings: Settings, username: str) -> tuple[str, str, str]:
+    """(client id, topic filter, the filter of the other arrangement).
+
+    One bridge subscribes to the sensors' topics plainly. Several share one MQTT v5
+    shared subscription, `$share/<group>/ansim/v1/sensors/#`: the broker hands each
+    message to one member. Each slot has its own client id and persistent session, so a
+    restarted slot takes up its own queued and in-flight messages (mosquitto 2.0 keeps a
+    dead member's queue for it instead of handing it to the others). Slot 0 keeps the
+    service account's name as its client id (the one-bridge session carries on)."""
+    client_id = username if settings.bridge_slot == 0 else f"{username}-{settings.bridge_slot}"
+    shared = f"$share/{settings.bridge_share_group}/{SENSORS_FILTER}"
+    if settings.bridges > 1:
+        return client_id, shared, SENSORS_FILTER
+    return client_id, SENSORS_FILTER, shared
+
+
 def now_us() -> int:
     return time.time_ns() // 1000
 
@@ -100,9 +130,10 @@ class Bridge:
         self.dead_letter_cap = DeadLetterCap(
             settings.dead_letter_cap_per_sensor, settings.dead_letter_cap_window_s
         )
+        self.client_id, self.topic_filter, self.other_filter = subscription(settings, username)
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=username,
+            client_id=self.client_id,
             protocol=mqtt.MQTTv5,
             manual_ack=True,
             reconnect_on_failure=False,
@@ -111,6 +142,8 @@ class Bridge:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.subscribe_refused: str | None = None  # the broker's reason, while refused
 
     # paho callbacks (run on the event loop) -----------------------------------
     def _on_connect(
@@ -120,15 +153,35 @@ class Bridge:
             log.error("broker refused the bridge", extra={"reason": str(rc)})
             return
         self.generation += 1
-        client.subscribe(SENSORS_FILTER, qos=1)
+        # a session kept from the other arrangement (1 ↔ N bridges) would get both
+        client.unsubscribe(self.other_filter)
+        client.subscribe(self.topic_filter, qos=1)
         metrics.CONNECTED.set(1)
         metrics.RECONNECTS.inc()
         self.connected.set()
         self.lost.clear()
         log.info(
             "connected to broker",
-            extra={"session_present": flags.session_present, "generation": self.generation},
+            extra={
+                "session_present": flags.session_present,
+                "generation": self.generation,
+                "client_id": self.client_id,
+                "filter": self.topic_filter,
+            },
         )
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: object, _mid: int, codes: list[ReasonCode], _p: object
+    ) -> None:
+        refused = [str(c) for c in codes if c.is_failure]
+        if refused:
+            self.subscribe_refused = ", ".join(refused)
+            log.error(
+                "broker refused the subscription: no message will arrive",
+                extra={"filter": self.topic_filter, "reason": self.subscribe_refused},
+            )
+        else:
+            self.subscribe_refused = None
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object

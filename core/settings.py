@@ -95,7 +95,11 @@ class Settings(BaseSettings):
     bridge_batch_wait_ms: int = 20
     bridge_receive_maximum: int = 4000
     bridge_session_expiry_s: int = 7 * 24 * 3600
-    bridge_metrics_port: int = 9108
+    bridge_metrics_port: int = 9108  # slot i listens on this + i
+    # several bridges on an MQTT v5 shared subscription (issue 13); > 1 needs PostgreSQL
+    bridges: int = 1
+    bridge_slot: int = 0  # this process's slot, 0 … bridges-1: its client id and session
+    bridge_share_group: str = "ansim-bridges"  # $share/<group>/ansim/v1/sensors/#
     bridge_checkpoint_s: float = 1.0  # WAL checkpoint off the writer every N s (0: in COMMIT)
 
     # scheduler
@@ -206,6 +210,15 @@ class Settings(BaseSettings):
             thresholds=tuple(self.grade_thresholds),
             hysteresis=self.grade_hysteresis,
         )
+
+    @property
+    def bridge_part(self) -> str:
+        """This bridge's name in heartbeats and /healthz: `bridge`, or `bridge-<slot>` when
+        there are several."""
+        return "bridge" if self.bridges <= 1 else f"bridge-{self.bridge_slot}"
+
+    def bridge_parts(self) -> list[str]:
+        return ["bridge"] if self.bridges <= 1 else [f"bridge-{i}" for i in range(self.bridges)]
 
     @property
     def database(self) -> Path:

@@ -114,7 +114,10 @@ async def healthz(request: Request, db: DbDep, settings: SettingsDep) -> JSONRes
         PartHealth(status="down", reason=problem) if problem else PartHealth(status="ok")
     )
     now_us = time.time_ns() // 1000
-    for name in [p.strip() for p in settings.health_parts.split(",") if p.strip()]:
+    names = [p.strip() for p in settings.health_parts.split(",") if p.strip()]
+    # several bridges: every slot must be alive (a dead slot's messages wait for it)
+    names = [n for p in names for n in (settings.bridge_parts() if p == "bridge" else [p])]
+    for name in names:
         if beats is None:
             parts[name] = PartHealth(status="down", reason="database unreadable")
         else:

@@ -34,6 +34,14 @@ class BrokerCredentials:
     bridge_password: str
 
 
+# the sensors' topics, plainly (one bridge) and as the shared subscription of several
+# (`$share/<group>/…`, which mosquitto checks against the ACL as written)
+_BRIDGE_SUBSCRIBE_ACLS = (
+    {"acltype": "subscribePattern", "topic": SENSORS_FILTER, "allow": True},
+    {"acltype": "subscribePattern", "topic": f"$share/+/{SENSORS_FILTER}", "allow": True},
+)
+
+
 def credentials_path(settings: Settings) -> Path:
     return settings.broker_dir / "credentials.json"
 
@@ -148,7 +156,7 @@ def init_dynsec(settings: Settings, creds: BrokerCredentials) -> None:
         {
             "rolename": BRIDGE_ROLE,
             "acls": [
-                {"acltype": "subscribePattern", "topic": SENSORS_FILTER, "allow": True},
+                *_BRIDGE_SUBSCRIBE_ACLS,
                 {"acltype": "publishClientReceive", "topic": SENSORS_FILTER, "allow": True},
             ],
         }
@@ -185,6 +193,12 @@ def bootstrap_accounts(settings: Settings, creds: BrokerCredentials) -> None:
               "password": creds.bridge_password, "roles": [{"rolename": BRIDGE_ROLE}]}],
             tolerate=("already exists",),
         )  # fmt: skip
+        # a broker set up before several bridges existed lacks the shared subscription
+        for acl in _BRIDGE_SUBSCRIBE_ACLS:
+            admin.call(
+                [{"command": "addRoleACL", "rolename": BRIDGE_ROLE, **acl}],
+                tolerate=("already exists",),
+            )
         # keeps the file in step with credentials.json / ANSIM_MQTT_BRIDGE_PASSWORD
         admin.call(
             [{"command": "setClientPassword", "username": creds.bridge_username,
