@@ -4,7 +4,9 @@ and in README's settings table. Build a Settings in `main`, never at import time
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -102,8 +104,17 @@ class Settings(BaseSettings):
     bridge_share_group: str = "ansim-bridges"  # $share/<group>/ansim/v1/sensors/#
     bridge_checkpoint_s: float = 1.0  # WAL checkpoint off the writer every N s (0: in COMMIT)
 
+    # this process's name among several of a kind (leases, claims, heartbeats); empty:
+    # <hostname>:<pid>
+    instance_id: str = ""
+
     # scheduler
     scheduler_metrics_port: int = 9109
+    # several schedulers: one leader holds the `scheduler` lease in the database, renewing it
+    # every RENEW_S; the others stand by and take it over once it has not been renewed for
+    # LEASE_S (a leader that cannot renew in time stops its jobs first: it fences itself)
+    scheduler_lease_s: float = 15.0
+    scheduler_renew_s: float = 3.0
     retention_days: int = 14
     offline_sweep_interval_s: int = 60
 
@@ -210,6 +221,10 @@ class Settings(BaseSettings):
             thresholds=tuple(self.grade_thresholds),
             hysteresis=self.grade_hysteresis,
         )
+
+    @property
+    def instance(self) -> str:
+        return self.instance_id or f"{socket.gethostname()}:{os.getpid()}"
 
     @property
     def bridge_part(self) -> str:

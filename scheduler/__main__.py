@@ -1,4 +1,5 @@
-"""`python -m scheduler`: the deployment's one APScheduler (3.x, asyncio).
+"""`python -m scheduler`: the deployment's APScheduler (3.x, asyncio); of several running,
+one leads and runs the jobs, the others stand by (scheduler/leader.py).
 
 Every run — scheduled, caught up after a missed fire, or requested by an operator through
 `POST /api/v1/scheduler/jobs/{job_id}/run` — is recorded in `job_runs`, and each job's
@@ -37,14 +38,16 @@ from core.settings import Settings
 from core.storage import heartbeats
 from core.storage import jobs as job_store
 from core.storage.db import connect, open_store
-from core.storage.port import Store
+from core.storage.port import Conn, Store
 from core.timeutil import to_us
 from scheduler import jobs
+from scheduler.leader import Leadership
 
 log = logging.getLogger("ansim.scheduler")
 
 RUNS = Counter("ansim_scheduler_job_runs_total", "Job runs by outcome", ["job", "outcome"])
 LAST_OK = Gauge("ansim_scheduler_job_last_success_timestamp", "Last successful run", ["job"])
+LEADER = Gauge("ansim_scheduler_leader", "1 while this scheduler holds the lease and runs the jobs")
 
 JobFn = Callable[[Store, Settings, datetime], Awaitable[Any]]
 
@@ -246,19 +249,7 @@ async def main_async(settings: Settings) -> int:
     try:
         hb_conn = await connect(settings, "ansim-scheduler")
         try:
-            beats = asyncio.create_task(
-                heartbeats.beat_forever(
-                    hb_conn, "scheduler", settings.heartbeat_write_s, wall_us, stop
-                )
-            )
-            try:
-                await _serve(db, settings, stop)
-            finally:
-                beats.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await beats
-                with contextlib.suppress(Exception):
-                    await heartbeats.beat(hb_conn, "scheduler", wall_us(), 0, '{"state":"stopped"}')
+            await _lead_and_serve(db, hb_conn, settings, stop)
         finally:
             await hb_conn.close()
     finally:
@@ -266,6 +257,48 @@ async def main_async(settings: Settings) -> int:
         await db.close()
     log.info("scheduler stopped")
     return 0
+
+
+async def _lead_and_serve(
+    db: Store, hb_conn: Conn, settings: Settings, stop: asyncio.Event
+) -> None:
+    """Stand by until this scheduler leads, run the jobs while it does, stand by again if
+    it loses the lease (scheduler/leader.py). Only the leader writes the `scheduler`
+    heartbeat, naming itself."""
+    me = settings.instance
+    lead = Leadership(db, me, settings.scheduler_lease_s, settings.scheduler_renew_s)
+    detail = json.dumps({"leader": me})
+    LEADER.set(0)
+    while await lead.acquire(stop):
+        LEADER.set(1)
+        until = asyncio.Event()
+
+        async def end_on(event: asyncio.Event, until: asyncio.Event = until) -> None:
+            await event.wait()
+            until.set()
+
+        watchers = [asyncio.create_task(end_on(stop)), asyncio.create_task(end_on(lead.lost))]
+        keeper = asyncio.create_task(lead.keep(until))
+        beats = asyncio.create_task(
+            heartbeats.beat_forever(
+                hb_conn, "scheduler", settings.heartbeat_write_s, wall_us, until, lambda: detail
+            )
+        )
+        try:
+            await _serve(db, settings, until)
+        finally:
+            for task in (beats, keeper, *watchers):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            LEADER.set(0)
+        if stop.is_set():
+            with contextlib.suppress(Exception):
+                stopped = json.dumps({"state": "stopped", "leader": me})
+                await heartbeats.beat(hb_conn, "scheduler", wall_us(), 0, stopped)
+            await lead.release()  # a standby takes over at its next try
+            return
+        log.warning("no longer leading; standing by", extra={"holder": me})
 
 
 async def _serve(db: Store, settings: Settings, stop: asyncio.Event) -> None:

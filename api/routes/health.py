@@ -34,6 +34,7 @@ class PartHealth(BaseModel):
     status: Literal["ok", "degraded", "down", "stale"]
     age_s: float | None = None  # seconds since the part's last heartbeat (services only)
     reason: str | None = None  # why it is not ok
+    leader: str | None = None  # the scheduler: which of several leads (holds the lease)
 
 
 class Health(BaseModel):
@@ -75,8 +76,9 @@ def _service(
         detail = {}
     if not isinstance(detail, dict):
         detail = {}
+    leader = detail.get("leader") if isinstance(detail.get("leader"), str) else None
     if detail.get("state") == "stopped":
-        return PartHealth(status="down", age_s=age, reason="stopped")
+        return PartHealth(status="down", age_s=age, reason="stopped", leader=leader)
     if age > stale_s:
         return PartHealth(status="stale", age_s=age, reason=f"silent for more than {stale_s:g} s")
     if detail.get("connected") is False:
@@ -93,7 +95,7 @@ def _service(
             age_s=age,
             reason=f"oldest unacknowledged message waiting {oldest:g} s",
         )
-    return PartHealth(status="ok", age_s=age)
+    return PartHealth(status="ok", age_s=age, leader=leader)
 
 
 @router.get(

@@ -24,7 +24,7 @@ from core import segment_doc
 from core.geo import Segment
 from core.grading import detail_visible
 from core.segment_doc import MAX_REPORTED_PROBLEMS, ImportDocumentError, ParsedImport
-from core.storage import audit, segment_import
+from core.storage import audit, leases, segment_import
 from core.storage import grade_runs as grade_run_store
 from core.storage import incidents as incident_store
 from core.storage import jobs as job_store
@@ -468,7 +468,9 @@ async def list_jobs(db: DbDep, operator: Operator) -> dict[str, Any]:
         }
         for j in rows
     ]
-    return {"data": data, "count": len(data)}
+    # several schedulers: the one holding the lease runs the jobs (None: none leads now)
+    leader = await leases.lock_holder(db.reader, leases.SCHEDULER_LEASE, now_us())
+    return {"data": data, "count": len(data), "leader": leader}
 
 
 @router.get("/scheduler/jobs/{job_id}/runs", responses={404: {"description": "no such job"}})

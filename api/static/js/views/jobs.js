@@ -5,13 +5,16 @@ import { t } from "../i18n.js";
 
 export function mount(host) {
   let jobs = null;
+  let leader = undefined;
   const queued = new Map();
   const root = h("section", { class: "card", "aria-labelledby": "jobs-title" });
   host.append(root);
 
   async function load() {
     try {
-      jobs = (await api("/api/v1/scheduler/jobs")).data;
+      const body = await api("/api/v1/scheduler/jobs");
+      jobs = body.data;
+      leader = body.leader;
       render();
     } catch (err) {
       toast(t("err_generic", { detail: err.message }), "error");
@@ -38,6 +41,9 @@ export function mount(host) {
   function render() {
     fill(root, 
       h("div", { class: "card-head" }, h("h2", { id: "jobs-title" }, t("jobs_title")), h("button", { type: "button", class: "btn", onclick: load }, t("refresh"))),
+      leader === undefined
+        ? null
+        : h("p", { class: leader ? "small muted" : "small warn", "data-testid": "jobs-leader" }, leader ? t("jobs_leader", { who: leader }) : t("jobs_no_leader")),
       jobs === null
         ? h("p", { class: "muted" }, t("loading"))
         : jobs.length === 0
